@@ -1,0 +1,65 @@
+# Set-up and everyday commands. Each target installs what is missing first and skips what is
+# already there (stamp files in the virtual environments).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH ?= torch==2.13.0
+# The CUDA build check: the CUDA torch wheel and nvcc, in a venv of its own (mmcv does not
+# build against torch 2.14, so the main environment stays on 2.13).
+CUDA_VENV ?= .venv-cuda
+CUDA_TORCH ?= torch==2.14.1
+CUDA_ARCHS ?= 8.0;9.0
+NATIVE_SOURCES := setup.py $(wildcard ops/csrc/*.h ops/csrc/*.cpp ops/csrc/cpu/*.cpp ops/csrc/cuda/*.cu)
+EXT := mmdeform/_C$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
+
+.PHONY: install demo test test-ops check-cuda-build benchmark clean
+
+install: $(VENV)/.installed-dev $(EXT)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first: mmcv 2.1.0 is built from source against it, without build isolation, and its
+# setup.py needs pkg_resources (setuptools<82). pip caches the mmcv wheel (~8 min to build).
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PIP) install "$(TORCH)" "setuptools<82" wheel ninja
+	$(PIP) install --no-build-isolation -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
+	$(PIP) install -r requirements-dev.txt
+	touch $@
+
+# mmdeform in editable mode; this builds the native op (mmdeform._C) into the source tree, and
+# again whenever its sources change.
+$(EXT): $(NATIVE_SOURCES) $(VENV)/.installed
+	$(PIP) install --no-build-isolation --no-deps --use-pep517 -e .
+	touch $@
+
+demo: install
+	$(PY) tools/analysis_tools/benchmark_msda.py --repeats 1
+
+test: install
+	$(PY) -m pytest tests -v -rs
+	$(MAKE) check-cuda-build
+
+# Compiles and links the CUDA kernels for sm_80 and sm_90 with nvcc; runs nothing on a GPU.
+# CUDA_HOME: the toolkit's own folder (its lib64 holds libcudart), also where nvcc on PATH is a
+# wrapper script.
+check-cuda-build:
+	@export CUDA_HOME="$${CUDA_HOME:-$$(if [ -x /usr/local/cuda/bin/nvcc ]; then echo /usr/local/cuda; \
+	  elif command -v nvcc >/dev/null; then dirname "$$(dirname "$$(command -v nvcc)")"; fi)}"; \
+	if [ -z "$$CUDA_HOME" ]; then echo "check-cuda-build: no nvcc here, skipped"; exit 0; fi; \
+	set -e; \
+	[ -x $(CUDA_VENV)/bin/python ] || $(PYTHON) -m venv $(CUDA_VENV); \
+	[ -f $(CUDA_VENV)/.installed ] || { $(CUDA_VENV)/bin/pip install "$(CUDA_TORCH)" "setuptools<82" wheel ninja numpy && touch $(CUDA_VENV)/.installed; }; \
+	FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$(CUDA_ARCHS)" MAX_JOBS=2 $(CUDA_VENV)/bin/python setup.py \
+	  build_ext --build-temp build-cuda/temp --build-lib build-cuda/lib; \
+	$(CUDA_VENV)/bin/python tools/misc/check_cuda_build.py build-cuda/lib "$(CUDA_ARCHS)"
+
+benchmark: install
+	$(PY) tools/analysis_tools/benchmark_msda.py
+
+clean:
+	rm -rf build build-cuda mmdeform/_C*.so *.egg-info

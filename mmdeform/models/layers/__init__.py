@@ -1,0 +1,3 @@
+from .msdeform_attn import MultiScaleDeformableAttention
+
+__all__ = ['MultiScaleDeformableAttention']
