@@ -1,3 +1,10 @@
+from .decoder import DeformableDetrDecoder, DeformableDetrDecoderLayer
+from .encoder import DeformableDetrEncoder, DeformableDetrEncoderLayer
 from .msdeform_attn import MultiScaleDeformableAttention
+from .positional_encoding import SinePositionalEncoding, box_sine_embedding
 
-__all__ = ['MultiScaleDeformableAttention']
+__all__ = [
+    'DeformableDetrDecoder', 'DeformableDetrDecoderLayer', 'DeformableDetrEncoder',
+    'DeformableDetrEncoderLayer', 'MultiScaleDeformableAttention', 'SinePositionalEncoding',
+    'box_sine_embedding'
+]
