@@ -44,7 +44,8 @@ OPTIM_WRAPPER_CONSTRUCTORS = Registry(
 PARAM_SCHEDULERS = Registry('parameter scheduler', parent=MMDET_PARAM_SCHEDULERS, scope=SCOPE)
 METRICS = Registry('metric', parent=MMDET_METRICS, scope=SCOPE)
 EVALUATOR = Registry('evaluator', parent=MMDET_EVALUATOR, scope=SCOPE)
-TASK_UTILS = Registry('task util', parent=MMDET_TASK_UTILS, scope=SCOPE)
+TASK_UTILS = Registry('task util', parent=MMDET_TASK_UTILS, scope=SCOPE,
+                      locations=['mmdeform.models'])
 VISUALIZERS = Registry('visualizer', parent=MMDET_VISUALIZERS, scope=SCOPE)
 VISBACKENDS = Registry('vis_backend', parent=MMDET_VISBACKENDS, scope=SCOPE)
 LOG_PROCESSORS = Registry('log_processor', parent=MMDET_LOG_PROCESSORS, scope=SCOPE)
