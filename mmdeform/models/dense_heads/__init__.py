@@ -1,0 +1,3 @@
+from .deformable_detr_head import DeformableDETRHead
+
+__all__ = ['DeformableDETRHead']

@@ -1,0 +1,202 @@
+"""The prediction head of Deformable DETR: class and box branches per decoder layer, Hungarian-
+matched set losses (focal, L1, GIoU) with auxiliary losses, and top-k predictions."""
+import copy
+
+import torch
+from mmdet.models.layers.transformer.utils import inverse_sigmoid
+from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
+from mmdet.utils import reduce_mean
+from mmengine.model import BaseModule, bias_init_with_prob, constant_init
+from mmengine.structures import InstanceData
+from torch import nn
+
+from mmdeform.registry import MODELS, TASK_UTILS
+
+
+@MODELS.register_module()
+class DeformableDETRHead(BaseModule):
+    """Class logits Linear(C, num_classes) and boxes MLP C-C-C-4, one pair per prediction layer.
+
+    Args:
+        num_classes (int): number of object classes (no background class: sigmoid scores).
+        embed_dims (int): C. Default 256.
+        num_reg_fcs (int): hidden layers of the box MLP. Default 2.
+        share_pred_layer (bool): one pair of branches for all layers (no box refinement).
+            Set by the detector.
+        num_pred_layer (int): decoder layers, +1 for the encoder's first stage in two-stage.
+            Set by the detector.
+        as_two_stage (bool): the last branch pair scores encoder pixels. Set by the detector.
+        sync_cls_avg_factor (bool): average the class loss normalizer across processes.
+        loss_cls, loss_bbox, loss_iou (dict): mmdet loss configs (focal, L1, GIoU).
+        train_cfg (dict): ``assigner``, the matcher config.
+        test_cfg (dict): ``max_per_img``, detections kept per image.
+    """
+
+    def __init__(self, num_classes, embed_dims=256, num_reg_fcs=2, share_pred_layer=False,
+                 num_pred_layer=6, as_two_stage=False, sync_cls_avg_factor=True,
+                 loss_cls=dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
+                               loss_weight=2.0),
+                 loss_bbox=dict(type='L1Loss', loss_weight=5.0),
+                 loss_iou=dict(type='GIoULoss', loss_weight=2.0),
+                 train_cfg=dict(assigner=dict(type='HungarianAssigner', match_costs=[
+                     dict(type='FocalLossCost', weight=2.0),
+                     dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
+                     dict(type='IoUCost', iou_mode='giou', weight=2.0)])),
+                 test_cfg=dict(max_per_img=100), init_cfg=None):
+        super().__init__(init_cfg)
+        if not loss_cls.get('use_sigmoid', False):
+            raise ValueError('DeformableDETRHead scores classes with sigmoids: loss_cls needs '
+                             'use_sigmoid=True')
+        self.num_classes = num_classes
+        self.share_pred_layer = share_pred_layer
+        self.as_two_stage = as_two_stage
+        self.sync_cls_avg_factor = sync_cls_avg_factor
+        self.loss_cls = MODELS.build(loss_cls)
+        self.loss_bbox = MODELS.build(loss_bbox)
+        self.loss_iou = MODELS.build(loss_iou)
+        self.assigner = TASK_UTILS.build(train_cfg['assigner']) if train_cfg else None
+        self.test_cfg = test_cfg
+        self.max_per_img = test_cfg.get('max_per_img', 100)
+
+        cls_branch = nn.Linear(embed_dims, num_classes)
+        reg_layers = []
+        for _ in range(num_reg_fcs):
+            reg_layers += [nn.Linear(embed_dims, embed_dims), nn.ReLU()]
+        reg_branch = nn.Sequential(*reg_layers, nn.Linear(embed_dims, 4))
+        if share_pred_layer:
+            self.cls_branches = nn.ModuleList([cls_branch] * num_pred_layer)
+            self.reg_branches = nn.ModuleList([reg_branch] * num_pred_layer)
+        else:
+            self.cls_branches = nn.ModuleList(
+                [copy.deepcopy(cls_branch) for _ in range(num_pred_layer)])
+            self.reg_branches = nn.ModuleList(
+                [copy.deepcopy(reg_branch) for _ in range(num_pred_layer)])
+
+    def init_weights(self):
+        """Class prior 0.01; box deltas start at 0. The first box branch predicts small boxes
+        (size bias -2) around 2-d references; two-stage references are boxes already (bias 0)."""
+        for branch in self.cls_branches:
+            nn.init.constant_(branch.bias, bias_init_with_prob(0.01))
+        for branch in self.reg_branches:
+            constant_init(branch[-1], 0, bias=0)
+        if not self.as_two_stage:
+            nn.init.constant_(self.reg_branches[0][-1].bias.data[2:], -2.0)
+        self._is_init = True
+
+    def forward(self, hidden_states, references):
+        """Class logits (D, N, Q, num_classes) and boxes (D, N, Q, 4) as normalized (cx, cy, w, h).
+
+        ``references[d]`` is the reference layer d refined: (x, y) points or (cx, cy, w, h) boxes.
+        """
+        classes, boxes = [], []
+        for layer, hidden_state in enumerate(hidden_states):
+            classes.append(self.cls_branches[layer](hidden_state))
+            boxes.append(self.refine(self.reg_branches[layer](hidden_state), references[layer]))
+        return torch.stack(classes), torch.stack(boxes)
+
+    @staticmethod
+    def refine(deltas, reference):
+        """Box = sigmoid(delta + inverse_sigmoid(reference)); a 2-d reference moves the centre."""
+        reference = inverse_sigmoid(reference)
+        if reference.shape[-1] == 2:
+            reference = torch.cat([reference, reference.new_zeros(reference.shape)], -1)
+        return (deltas + reference).sigmoid()
+
+    def loss(self, hidden_states, references, enc_outputs_class, enc_outputs_coord,
+             batch_data_samples):
+        gt_instances = [sample.gt_instances for sample in batch_data_samples]
+        img_metas = [sample.metainfo for sample in batch_data_samples]
+        all_classes, all_boxes = self(hidden_states, references)
+        return self.loss_by_feat(all_classes, all_boxes, enc_outputs_class, enc_outputs_coord,
+                                 gt_instances, img_metas)
+
+    def loss_by_feat(self, all_classes, all_boxes, enc_classes, enc_boxes, gt_instances,
+                     img_metas):
+        """The last layer's losses as ``loss_*``, the auxiliary ones as ``d{i}.loss_*`` and
+        the first stage's (every target relabelled to class 0) as ``enc_loss_*``."""
+        losses = {}
+        num_layers = len(all_classes)
+        for layer, (classes, boxes) in enumerate(zip(all_classes, all_boxes)):
+            prefix = '' if layer == num_layers - 1 else f'd{layer}.'
+            for name, value in zip(('loss_cls', 'loss_bbox', 'loss_iou'),
+                                   self.loss_by_feat_single(classes, boxes, gt_instances,
+                                                            img_metas)):
+                losses[prefix + name] = value
+        if enc_classes is not None:
+            class_agnostic = []
+            for gts in gt_instances:
+                gts = gts.clone()
+                gts.labels = torch.zeros_like(gts.labels)
+                class_agnostic.append(gts)
+            for name, value in zip(('enc_loss_cls', 'enc_loss_bbox', 'enc_loss_iou'),
+                                   self.loss_by_feat_single(enc_classes, enc_boxes,
+                                                            class_agnostic, img_metas)):
+                losses[name] = value
+        return losses
+
+    def loss_by_feat_single(self, classes, boxes, gt_instances, img_metas):
+        """Focal, L1 and GIoU losses of one layer, each normalized by the number of targets."""
+        classes, boxes = classes.float(), boxes.float()  # losses in fp32 under autocast too
+        targets = [self.targets_single(c, b, g, m)
+                   for c, b, g, m in zip(classes, boxes, gt_instances, img_metas)]
+        labels, box_targets, box_weights = (torch.cat(t) for t in zip(*targets))
+        num_targets = float(sum(len(g) for g in gt_instances))
+        cls_avg_factor = num_targets
+        if self.sync_cls_avg_factor:
+            cls_avg_factor = reduce_mean(classes.new_tensor([cls_avg_factor]))
+        cls_avg_factor = max(cls_avg_factor, 1)
+        loss_cls = self.loss_cls(classes.reshape(-1, classes.shape[-1]), labels,
+                                 avg_factor=cls_avg_factor)
+
+        box_avg_factor = torch.clamp(reduce_mean(classes.new_tensor([num_targets])), min=1).item()
+        boxes = boxes.reshape(-1, 4)
+        loss_bbox = self.loss_bbox(boxes, box_targets, box_weights, avg_factor=box_avg_factor)
+        scale = torch.cat([boxes.new_tensor(self.image_size(m)).repeat(2).expand(len(c), 4)
+                           for c, m in zip(classes, img_metas)])
+        loss_iou = self.loss_iou(bbox_cxcywh_to_xyxy(boxes) * scale,
+                                 bbox_cxcywh_to_xyxy(box_targets) * scale, box_weights,
+                                 avg_factor=box_avg_factor)
+        return loss_cls, loss_bbox, loss_iou
+
+    @staticmethod
+    def image_size(img_meta):
+        """(W, H) of the image inside the padded batch."""
+        height, width = img_meta['img_shape']
+        return [width, height]
+
+    def targets_single(self, classes, boxes, gt_instances, img_meta):
+        """Per query: its matched class (num_classes for none), its matched box as normalized
+        (cx, cy, w, h), and box weights (1 for matched queries)."""
+        scale = boxes.new_tensor(self.image_size(img_meta)).repeat(2)
+        predictions = InstanceData(scores=classes, bboxes=bbox_cxcywh_to_xyxy(boxes) * scale)
+        assignment = self.assigner.assign(predictions, gt_instances, img_meta=img_meta)
+        matched = torch.nonzero(assignment.gt_inds > 0).squeeze(-1)
+        matched_gts = assignment.gt_inds[matched] - 1
+
+        labels = boxes.new_full((len(boxes), ), self.num_classes, dtype=torch.long)
+        labels[matched] = gt_instances.labels[matched_gts]
+        box_targets = torch.zeros_like(boxes)
+        box_targets[matched] = bbox_xyxy_to_cxcywh(gt_instances.bboxes[matched_gts] / scale)
+        box_weights = torch.zeros_like(boxes)
+        box_weights[matched] = 1.0
+        return labels, box_targets, box_weights
+
+    def predict(self, hidden_states, references, batch_data_samples, rescale=True):
+        """Top-``max_per_img`` (query, class) pairs of the last decoder layer per image."""
+        layer = len(hidden_states) - 1  # in two-stage the encoder's branches come after it
+        logits = self.cls_branches[layer](hidden_states[layer])
+        boxes = self.refine(self.reg_branches[layer](hidden_states[layer]), references[layer])
+        return [self.predict_single(l, b, s.metainfo, rescale)
+                for l, b, s in zip(logits, boxes, batch_data_samples)]
+
+    def predict_single(self, logits, boxes, img_meta, rescale=True):
+        scores, index = logits.sigmoid().flatten().topk(min(self.max_per_img, logits.numel()))
+        labels = index % self.num_classes
+        boxes = bbox_cxcywh_to_xyxy(boxes[index // self.num_classes])
+        width, height = self.image_size(img_meta)
+        boxes = boxes * boxes.new_tensor([width, height, width, height])
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(min=0, max=width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(min=0, max=height)
+        if rescale:
+            boxes = boxes / boxes.new_tensor(img_meta['scale_factor']).repeat(2)
+        return InstanceData(bboxes=boxes, scores=scores, labels=labels)

@@ -1,0 +1,178 @@
+"""Parity with mmdet 3.3's Deformable DETR, variant by variant: the same weights (carried over
+by tools/model_converters/mmdet_to_mmdeform.py) give the same losses and predictions."""
+import copy
+import importlib.util
+import os
+
+import mmdet
+import pytest
+import torch
+from mmdet.registry import MODELS as MMDET_MODELS
+from mmdet.structures import DetDataSample
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
+from mmengine.structures import InstanceData
+
+from mmdeform.registry import MODELS
+from mmdeform.utils import register_all_modules
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+MMDET_CONFIG_DIR = os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'configs',
+                                'deformable_detr')
+MMDET_CONFIGS = {
+    'multi_scale': 'deformable-detr_r50_16xb2-50e_coco.py',
+    'refine': 'deformable-detr-refine_r50_16xb2-50e_coco.py',
+    'two_stage': 'deformable-detr-refine-twostage_r50_16xb2-50e_coco.py',
+}
+# mmdet's two-stage embeds boxes with 128 features per coordinate whatever embed_dims is, so it
+# only runs with embed_dims=256.
+DIMS = dict(single_scale=64, multi_scale=64, refine=64, two_stage=256)
+OUR_CONFIGS = {
+    'single_scale': 'deformable_detr_r50_single_scale.py',
+    'multi_scale': 'deformable_detr_r50.py',
+    'refine': 'deformable_detr_r50_refine.py',
+    'two_stage': 'deformable_detr_r50_2stage.py',
+}
+
+
+def load_converter():
+    path = os.path.join(ROOT, 'tools', 'model_converters', 'mmdet_to_mmdeform.py')
+    spec = importlib.util.spec_from_file_location('mmdet_to_mmdeform', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def small(cfg, levels, dims=64):
+    """The model of a config as ResNet-18, 2+2 layers, 20 queries, no dropout."""
+    channels = [128, 256, 512][-min(levels, 3):]
+    attn = dict(embed_dims=dims, num_levels=levels, dropout=0.0)
+    ffn = dict(embed_dims=dims, feedforward_channels=128, ffn_drop=0.0)
+    cfg.merge_from_dict(dict(model=dict(
+        num_queries=20,
+        num_feature_levels=levels,
+        backbone=dict(depth=18, init_cfg=None, out_indices=tuple(range(4 - len(channels), 4))),
+        neck=dict(in_channels=channels, out_channels=dims, num_outs=levels,
+                  norm_cfg=dict(type='GN', num_groups=8)),
+        encoder=dict(num_layers=2, layer_cfg=dict(self_attn_cfg=attn, ffn_cfg=ffn)),
+        decoder=dict(num_layers=2, layer_cfg=dict(
+            self_attn_cfg=dict(embed_dims=dims, num_heads=8, dropout=0.0),
+            cross_attn_cfg=attn, ffn_cfg=ffn)),
+        positional_encoding=dict(num_feats=dims // 2),
+        bbox_head=dict(num_classes=5, embed_dims=dims))))
+    return cfg.model
+
+
+def build_ours(variant):
+    register_all_modules()
+    cfg = Config.fromfile(os.path.join(ROOT, 'configs', OUR_CONFIGS[variant]))
+    levels = 1 if variant == 'single_scale' else 4
+    with DefaultScope.overwrite_default_scope('mmdeform'):
+        return MODELS.build(small(cfg, levels, DIMS[variant]))
+
+
+def build_mmdet(variant):
+    if variant == 'single_scale':  # mmdet has no single-scale config: derive one
+        cfg = Config.fromfile(os.path.join(MMDET_CONFIG_DIR, MMDET_CONFIGS['multi_scale']))
+        levels = 1
+    else:
+        cfg = Config.fromfile(os.path.join(MMDET_CONFIG_DIR, MMDET_CONFIGS[variant]))
+        levels = 4
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        return MMDET_MODELS.build(small(cfg, levels, DIMS[variant]))
+
+
+def pair(variant):
+    torch.manual_seed(0)
+    theirs = build_mmdet(variant)
+    theirs.init_weights()
+    ours = build_ours(variant)
+    ours.load_state_dict(load_converter().convert(theirs.state_dict()), strict=True)
+    return ours, theirs
+
+
+def batch(shapes, num_gts, batch_shape=(64, 80)):
+    """Images padded to one batch shape, with random boxes (absolute xyxy) and labels."""
+    inputs = torch.randn(len(shapes), 3, *batch_shape)
+    samples = []
+    for (h, w), n in zip(shapes, num_gts):
+        sample = DetDataSample()
+        sample.set_metainfo(dict(img_shape=(h, w), ori_shape=(h, w), batch_input_shape=batch_shape,
+                                 pad_shape=batch_shape, scale_factor=(1.0, 1.0)))
+        xy = torch.rand(n, 2) * torch.tensor([w, h]) * 0.7
+        wh = (torch.rand(n, 2) * 0.3 + 0.05) * torch.tensor([w, h])
+        sample.gt_instances = InstanceData(bboxes=torch.cat([xy, xy + wh], -1),
+                                           labels=torch.randint(0, 5, (n, )))
+        samples.append(sample)
+    return inputs, samples
+
+
+VARIANTS = ['single_scale', 'multi_scale', 'refine', 'two_stage']
+BATCHES = {
+    'padded batch': ([(64, 80), (48, 72)], [3, 5]),
+    'image without objects': ([(64, 80), (64, 80)], [0, 2]),
+    'batch of 1': ([(56, 80)], [4]),
+}
+
+
+@pytest.fixture(scope='module', params=VARIANTS)
+def models(request):
+    return pair(request.param)
+
+
+@pytest.mark.parametrize('shapes, num_gts', BATCHES.values(), ids=BATCHES.keys())
+def test_same_losses_as_mmdet(models, shapes, num_gts):
+    ours, theirs = models
+    ours.train()
+    theirs.train()
+    torch.manual_seed(1)
+    inputs, samples = batch(shapes, num_gts)
+    with DefaultScope.overwrite_default_scope('mmdet'):
+        expected = theirs.loss(inputs, copy.deepcopy(samples))
+    with DefaultScope.overwrite_default_scope('mmdeform'):
+        losses = ours.loss(inputs, samples)
+    assert losses.keys() == expected.keys()
+    for key in expected:
+        torch.testing.assert_close(losses[key], expected[key], rtol=1e-4, atol=1e-5,
+                                   msg=lambda m: f'{key}: {m}')
+    sum(losses.values()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all()
+               for n, p in ours.named_parameters() if p.requires_grad and 'backbone' not in n)
+
+
+@pytest.mark.parametrize('shapes, num_gts', BATCHES.values(), ids=BATCHES.keys())
+def test_same_predictions_as_mmdet(models, shapes, num_gts):
+    ours, theirs = models
+    ours.eval()
+    theirs.eval()
+    torch.manual_seed(2)
+    inputs, samples = batch(shapes, num_gts)
+    with torch.no_grad():
+        expected = theirs.predict(inputs, copy.deepcopy(samples))
+        results = ours.predict(inputs, samples)
+    for got, want in zip(results, expected):
+        got, want = got.pred_instances, want.pred_instances
+        assert len(got) == len(want) == 100
+        torch.testing.assert_close(got.scores, want.scores, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got.bboxes, want.bboxes, rtol=1e-4, atol=1e-3)
+        assert torch.equal(got.labels, want.labels)
+
+
+def test_two_stage_implies_refinement():
+    cfg = small(Config.fromfile(os.path.join(ROOT, 'configs', OUR_CONFIGS['multi_scale'])), 4)
+    cfg.as_two_stage = True
+    register_all_modules()
+    with DefaultScope.overwrite_default_scope('mmdeform'):
+        model = MODELS.build(cfg)
+    assert model.with_box_refine
+    assert len(model.bbox_head.reg_branches) == 3  # 2 decoder layers + the first stage
+    assert model.bbox_head.reg_branches[0] is not model.bbox_head.reg_branches[1]
+
+
+def test_levels_mismatch_is_a_clear_error():
+    cfg = small(Config.fromfile(os.path.join(ROOT, 'configs', OUR_CONFIGS['multi_scale'])), 4)
+    cfg.num_feature_levels = 3
+    register_all_modules()
+    with DefaultScope.overwrite_default_scope('mmdeform'), \
+            pytest.raises(ValueError, match='num_feature_levels=3'):
+        MODELS.build(cfg)
