@@ -1,0 +1,3 @@
+from .inference_speed_hook import InferenceSpeedHook
+
+__all__ = ['InferenceSpeedHook']

@@ -1,0 +1,3 @@
+from .cpu_amp_optimizer_wrapper import CpuAmpOptimWrapper
+
+__all__ = ['CpuAmpOptimWrapper']

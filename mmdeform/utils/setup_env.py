@@ -1,0 +1,101 @@
+"""Registration of mmdeform's modules and set-up of the run environment for the tools."""
+import datetime
+import os.path as osp
+import warnings
+
+import torch
+import torch.distributed as torch_dist
+from mmengine import DefaultScope
+from mmengine.config import Config, ConfigDict
+from mmengine.logging import print_log
+
+from .checkpoint import allow_mmengine_checkpoint_globals
+
+
+def register_all_modules(init_default_scope: bool = True) -> None:
+    """Register the modules of mmdet and mmdeform into the registries.
+
+    Also lets ``torch.load`` read mmengine's checkpoints under ``weights_only=True``
+    (see :func:`allow_mmengine_checkpoint_globals`).
+
+    Args:
+        init_default_scope (bool): Whether to set the default scope to ``mmdeform``, so that all
+            registries build modules from mmdeform's registry nodes (and, through their parents,
+            mmdet's, mmcv's and mmengine's). Defaults to True.
+    """
+    from mmdet.utils import register_all_modules as register_mmdet_modules
+    register_mmdet_modules(init_default_scope=False)
+    import mmdeform.engine  # noqa: F401
+    import mmdeform.models  # noqa: F401
+    allow_mmengine_checkpoint_globals()
+
+    if init_default_scope:
+        never_created = DefaultScope.get_current_instance() is None \
+            or not DefaultScope.check_instance_created('mmdeform')
+        if never_created:
+            DefaultScope.get_instance('mmdeform', scope_name='mmdeform')
+            return
+        current_scope = DefaultScope.get_current_instance()
+        if current_scope.scope_name != 'mmdeform':
+            warnings.warn(f'The current default scope "{current_scope.scope_name}" is not '
+                          '"mmdeform", `register_all_modules` will force the current default '
+                          'scope to be "mmdeform". If this is not expected, please set '
+                          '`init_default_scope=False`.')
+            # a new instance name: DefaultScope instances are looked up by name
+            DefaultScope.get_instance(f'mmdeform-{datetime.datetime.now()}',
+                                      scope_name='mmdeform')
+
+
+def load_run_config(args) -> Config:
+    """The config of a tools/train.py or tools/test.py run, with the command line applied.
+
+    Registers the modules first: the config's default_scope picks the registries, and resuming
+    or testing loads mmengine checkpoints under torch's weights_only=True.
+    ``work_dir``: ``--work-dir``, else the config's, else ./work_dirs/CONFIG_NAME.
+    """
+    register_all_modules(init_default_scope=False)
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    return cfg
+
+
+def setup_cpu_distributed(cfg: Config) -> None:
+    """Let a distributed run (``cfg.launcher != 'none'``) work on a machine without CUDA.
+
+    The configs ask for NCCL, which needs GPUs, and mmengine's ``init_dist`` calls
+    ``torch.cuda.set_device``, which fails without CUDA. So without CUDA this initializes the gloo
+    process group itself (the Runner then keeps it) and lets DDP wrap the CPU model, which takes
+    no ``device_ids``. Nothing changes where CUDA is available.
+
+    Args:
+        cfg (Config): The run's config, modified in place.
+    """
+    if cfg.launcher == 'none' or torch.cuda.is_available():
+        return
+    if cfg.launcher != 'pytorch':
+        raise RuntimeError('CUDA is not available: a CPU-only distributed run needs '
+                           f'--launcher pytorch (tools/dist_*.sh), not --launcher {cfg.launcher}')
+    env_cfg = cfg.setdefault('env_cfg', ConfigDict())
+    dist_cfg = env_cfg.setdefault('dist_cfg', ConfigDict())
+    print_log(f'CUDA is not available: using the gloo backend instead of '
+              f'{dist_cfg.get("backend", "nccl")!r} for the distributed run', logger='current')
+    dist_cfg.backend = 'gloo'
+    kwargs = {key: value for key, value in dist_cfg.items() if key != 'backend'}
+    if kwargs.get('timeout') is not None:  # seconds in the config, as for mmengine's init_dist
+        kwargs['timeout'] = datetime.timedelta(seconds=kwargs['timeout'])
+    # RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT come from torchrun.
+    torch_dist.init_process_group(backend='gloo', **kwargs)
+
+    if cfg.get('model_wrapper_cfg') is None:
+        # What the Runner builds by default, less the device_ids=[LOCAL_RANK] of a GPU.
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel',
+            device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))

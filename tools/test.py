@@ -1,0 +1,98 @@
+"""Test (and evaluate) a detector: ``python tools/test.py CONFIG CHECKPOINT [options]``.
+
+The inference speed (images/s, ms/image) is reported next to the metrics.
+"""
+import argparse
+import os
+import os.path as osp
+
+from mmdet.engine.hooks.utils import trigger_visualization_hook
+from mmdet.evaluation import DumpDetResults
+from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmengine.config import DictAction
+from mmengine.runner import Runner
+
+from mmdeform.registry import RUNNERS
+from mmdeform.utils import load_run_config, setup_cpu_distributed
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='MMDeform test (and eval) a model')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument(
+        '--work-dir', help='the directory to save the file containing evaluation metrics')
+    parser.add_argument(
+        '--out', type=str, help='dump predictions to a pickle file for offline evaluation')
+    parser.add_argument('--show', action='store_true', help='show prediction results')
+    parser.add_argument(
+        '--show-dir',
+        help='directory where painted images will be saved. If specified, it will be '
+        'automatically saved to the work_dir/timestamp/show_dir')
+    parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair in xxx=yyy format '
+        'will be merged into config file. If the value to be overwritten is a list, it should '
+        'be like key="[a,b]" or key=a,b It also allows nested list/tuple values, e.g. '
+        'key="[(a,b),(c,d)]" Note that the quotation marks are necessary and that no white '
+        'space is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch of PyTorch >= 2.0 passes `--local-rank`, older ones
+    # `--local_rank`; torchrun passes neither but sets LOCAL_RANK.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if not osp.isfile(args.config):
+        parser.error(f'config file {args.config} does not exist')
+    # URLs (https://, torchvision://, s3://, ...) are mmengine's to fetch.
+    if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
+        parser.error(f'checkpoint file {args.checkpoint} does not exist')
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        parser.error(f'--out must be a .pkl or .pickle file, got {args.out}')
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main():
+    args = parse_args()
+
+    # Reduce the number of repeated compilations and improve testing speed.
+    setup_cache_size_limit_of_dynamo()
+
+    cfg = load_run_config(args)
+
+    cfg.load_from = args.checkpoint
+
+    if args.show or args.show_dir:
+        cfg = trigger_visualization_hook(cfg, args)
+
+    # report the inference speed next to the metrics
+    custom_hooks = cfg.get('custom_hooks', [])
+    if not any(hook.get('type') in ('InferenceSpeedHook', 'mmdeform.InferenceSpeedHook')
+               for hook in custom_hooks):
+        cfg.custom_hooks = custom_hooks + [dict(type='mmdeform.InferenceSpeedHook')]
+
+    setup_cpu_distributed(cfg)
+
+    # build the runner from config
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+
+    # add `DumpResults` dummy metric
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,111 @@
+"""Train a detector: ``python tools/train.py CONFIG [options]`` (see ``--help``)."""
+import argparse
+import os
+import os.path as osp
+
+import torch
+from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmengine.config import DictAction
+from mmengine.logging import print_log
+from mmengine.runner import Runner
+
+from mmdeform.registry import RUNNERS
+from mmdeform.utils import load_run_config, setup_cpu_distributed
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description='Train a detector')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        default=False,
+        help='enable automatic-mixed-precision training (float16 with dynamic loss scaling on '
+        'GPU, bfloat16 on CPU)')
+    parser.add_argument(
+        '--auto-scale-lr', action='store_true', help='enable automatically scaling LR.')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='If specify checkpoint path, resume from it, while if not specify, try to auto '
+        'resume from the latest checkpoint in the work directory.')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair in xxx=yyy format '
+        'will be merged into config file. If the value to be overwritten is a list, it should '
+        'be like key="[a,b]" or key=a,b It also allows nested list/tuple values, e.g. '
+        'key="[(a,b),(c,d)]" Note that the quotation marks are necessary and that no white '
+        'space is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch of PyTorch >= 2.0 passes `--local-rank`, older ones
+    # `--local_rank`; torchrun passes neither but sets LOCAL_RANK.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args()
+    if not osp.isfile(args.config):
+        parser.error(f'config file {args.config} does not exist')
+    if args.resume not in (None, 'auto') and '://' not in args.resume \
+            and not osp.isfile(args.resume):
+        parser.error(f'checkpoint to resume from {args.resume} does not exist')
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def main():
+    args = parse_args()
+
+    # Reduce the number of repeated compilations and improve training speed.
+    setup_cache_size_limit_of_dynamo()
+
+    cfg = load_run_config(args)
+
+    # enable automatic-mixed-precision training
+    if args.amp:
+        if torch.cuda.is_available():
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+        else:
+            # mmengine's AmpOptimWrapper asserts a GPU; CPU autocast only does bfloat16.
+            print_log('CUDA is not available: --amp trains with bfloat16 autocast on CPU '
+                      '(CpuAmpOptimWrapper, no loss scaling)', logger='current')
+            cfg.optim_wrapper.type = 'mmdeform.CpuAmpOptimWrapper'
+
+    # enable automatically scaling LR
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' in cfg and 'enable' in cfg.auto_scale_lr \
+                and 'base_batch_size' in cfg.auto_scale_lr:
+            cfg.auto_scale_lr.enable = True
+        else:
+            raise RuntimeError('Can not find "auto_scale_lr" or "auto_scale_lr.enable" or '
+                               '"auto_scale_lr.base_batch_size" in your configuration file.')
+
+    # resume is determined in this priority: resume from > auto_resume
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    setup_cpu_distributed(cfg)
+
+    # build the runner from config
+    if 'runner_type' not in cfg:
+        runner = Runner.from_cfg(cfg)
+    else:
+        runner = RUNNERS.build(cfg)
+
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
