@@ -48,15 +48,13 @@ class DeformableDETRHead(BaseModule):
             raise ValueError('DeformableDETRHead scores classes with sigmoids: loss_cls needs '
                              'use_sigmoid=True')
         self.num_classes = num_classes
-        self.share_pred_layer = share_pred_layer
         self.as_two_stage = as_two_stage
         self.sync_cls_avg_factor = sync_cls_avg_factor
         self.loss_cls = MODELS.build(loss_cls)
         self.loss_bbox = MODELS.build(loss_bbox)
         self.loss_iou = MODELS.build(loss_iou)
         self.assigner = TASK_UTILS.build(train_cfg['assigner']) if train_cfg else None
-        self.test_cfg = test_cfg
-        self.max_per_img = test_cfg.get('max_per_img', 100)
+        self.max_per_img = (test_cfg or {}).get('max_per_img', 100)
 
         cls_branch = nn.Linear(embed_dims, num_classes)
         reg_layers = []
@@ -167,6 +165,9 @@ class DeformableDETRHead(BaseModule):
     def targets_single(self, classes, boxes, gt_instances, img_meta):
         """Per query: its matched class (num_classes for none), its matched box as normalized
         (cx, cy, w, h), and box weights (1 for matched queries)."""
+        if self.assigner is None:
+            raise RuntimeError('DeformableDETRHead computes losses only with a matcher: set '
+                               'train_cfg=dict(assigner=...) in the model config')
         scale = boxes.new_tensor(self.image_size(img_meta)).repeat(2)
         predictions = InstanceData(scores=classes, bboxes=bbox_cxcywh_to_xyxy(boxes) * scale)
         assignment = self.assigner.assign(predictions, gt_instances, img_meta=img_meta)

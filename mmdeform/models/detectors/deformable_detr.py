@@ -181,7 +181,7 @@ class DeformableDETR(BaseDetector):
 
 def padding_masks(feats, batch_data_samples):
     """Per level, (N, H_l, W_l) bool masks, True where the batch pads an image."""
-    batch_size, _, height, width = feats[0].shape
+    batch_size = len(feats[0])
     if batch_data_samples is None:
         return [f.new_zeros((batch_size, ) + f.shape[-2:], dtype=torch.bool) for f in feats]
     input_h, input_w = batch_data_samples[0].batch_input_shape
