@@ -5,12 +5,11 @@ import os.path as osp
 
 import torch
 from mmdet.utils import setup_cache_size_limit_of_dynamo
-from mmengine.config import DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmdeform.registry import RUNNERS
-from mmdeform.utils import load_run_config, setup_cpu_distributed
+from mmdeform.utils import add_run_arguments, load_run_config, setup_cpu_distributed
 
 
 def parse_args():
@@ -32,23 +31,7 @@ def parse_args():
         const='auto',
         help='If specify checkpoint path, resume from it, while if not specify, try to auto '
         'resume from the latest checkpoint in the work directory.')
-    parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        help='override some settings in the used config, the key-value pair in xxx=yyy format '
-        'will be merged into config file. If the value to be overwritten is a list, it should '
-        'be like key="[a,b]" or key=a,b It also allows nested list/tuple values, e.g. '
-        'key="[(a,b),(c,d)]" Note that the quotation marks are necessary and that no white '
-        'space is allowed.')
-    parser.add_argument(
-        '--launcher',
-        choices=['none', 'pytorch', 'slurm', 'mpi'],
-        default='none',
-        help='job launcher')
-    # torch.distributed.launch of PyTorch >= 2.0 passes `--local-rank`, older ones
-    # `--local_rank`; torchrun passes neither but sets LOCAL_RANK.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_run_arguments(parser)
     args = parser.parse_args()
     if not osp.isfile(args.config):
         parser.error(f'config file {args.config} does not exist')

@@ -6,7 +6,7 @@ import warnings
 import torch
 import torch.distributed as torch_dist
 from mmengine import DefaultScope
-from mmengine.config import Config, ConfigDict
+from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 
 from .checkpoint import allow_mmengine_checkpoint_globals
@@ -44,6 +44,28 @@ def register_all_modules(init_default_scope: bool = True) -> None:
             # a new instance name: DefaultScope instances are looked up by name
             DefaultScope.get_instance(f'mmdeform-{datetime.datetime.now()}',
                                       scope_name='mmdeform')
+
+
+def add_run_arguments(parser) -> None:
+    """The options tools/train.py and tools/test.py share: --cfg-options, --launcher and
+    --local_rank."""
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override some settings in the used config, the key-value pair in xxx=yyy format '
+        'will be merged into config file. If the value to be overwritten is a list, it should '
+        'be like key="[a,b]" or key=a,b It also allows nested list/tuple values, e.g. '
+        'key="[(a,b),(c,d)]" Note that the quotation marks are necessary and that no white '
+        'space is allowed.')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    # torch.distributed.launch of PyTorch >= 2.0 passes `--local-rank`, older ones
+    # `--local_rank`; torchrun passes neither but sets LOCAL_RANK.
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
 
 
 def load_run_config(args) -> Config:
