@@ -31,9 +31,11 @@ RUNNERS = Registry('runner', parent=MMDET_RUNNERS, scope=SCOPE)
 RUNNER_CONSTRUCTORS = Registry('runner constructor', parent=MMDET_RUNNER_CONSTRUCTORS, scope=SCOPE)
 LOOPS = Registry('loop', parent=MMDET_LOOPS, scope=SCOPE)
 HOOKS = Registry('hook', parent=MMDET_HOOKS, scope=SCOPE)
-DATASETS = Registry('dataset', parent=MMDET_DATASETS, scope=SCOPE)
+DATASETS = Registry('dataset', parent=MMDET_DATASETS, scope=SCOPE,
+                    locations=['mmdeform.datasets'])
 DATA_SAMPLERS = Registry('data sampler', parent=MMDET_DATA_SAMPLERS, scope=SCOPE)
-TRANSFORMS = Registry('transform', parent=MMDET_TRANSFORMS, scope=SCOPE)
+TRANSFORMS = Registry('transform', parent=MMDET_TRANSFORMS, scope=SCOPE,
+                      locations=['mmdeform.datasets'])
 MODELS = Registry('model', parent=MMDET_MODELS, scope=SCOPE, locations=['mmdeform.models'])
 MODEL_WRAPPERS = Registry('model wrapper', parent=MMDET_MODEL_WRAPPERS, scope=SCOPE)
 WEIGHT_INITIALIZERS = Registry('weight initializer', parent=MMDET_WEIGHT_INITIALIZERS, scope=SCOPE)

@@ -25,6 +25,7 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     """
     from mmdet.utils import register_all_modules as register_mmdet_modules
     register_mmdet_modules(init_default_scope=False)
+    import mmdeform.datasets  # noqa: F401
     import mmdeform.engine  # noqa: F401
     import mmdeform.models  # noqa: F401
     allow_mmengine_checkpoint_globals()

@@ -1,0 +1,1 @@
+"""Datasets and data transforms of mmdeform (registered in mmdeform.registry)."""
