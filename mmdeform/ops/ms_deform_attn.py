@@ -1,6 +1,8 @@
 """Python face of the native op ``torch.ops.mmdeform.ms_deform_attn_forward``: autograd, the
-fake kernel that lets torch.compile / torch.export trace it, and the choice of kernel by device."""
+fake kernel that lets torch.compile / torch.export trace it, the choice of kernel by device, and
+the switch to the pure-PyTorch reference for exporters that need it (ONNX)."""
 import warnings
+from contextlib import contextmanager
 
 import torch
 
@@ -19,10 +21,46 @@ else:
             'mmdeform::ms_deform_attn_forward', key))
 
 
+# Set only by ``reference_forward()``: a plain module global, which torch.compile can guard on.
+_force_reference = False
+
+
+@contextmanager
+def reference_forward():
+    """Run :func:`ms_deform_attn` through the pure-PyTorch reference on every device.
+
+    For exporters that cannot see into the native op: ONNX export traces the reference's
+    ``grid_sample`` as ONNX ``GridSample``. Not thread-safe (a module global).
+    """
+    global _force_reference
+    previous, _force_reference = _force_reference, True
+    try:
+        yield
+    finally:
+        _force_reference = previous
+
+
 def level_start_index(spatial_shapes):
     """(L,) int64 offsets of each level in the flattened maps: the exclusive cumsum of H * W."""
     areas = spatial_shapes.prod(-1)
     return torch.cat([areas.new_zeros(1), areas.cumsum(0)[:-1]])
+
+
+def flat_pixel_coords(spatial_shapes, num_pixels):
+    """Level, column and row of each of the S positions of the flattened maps.
+
+    S (``num_pixels``) is given rather than summed from ``spatial_shapes``: it is a static shape
+    where the sum reads tensor data, so torch.export and torch.compile keep static shapes.
+
+    Returns:
+        tuple[Tensor]: three (S,) int64 tensors: level, x and y.
+    """
+    index = torch.arange(num_pixels, device=spatial_shapes.device)
+    starts = level_start_index(spatial_shapes)
+    level = (index[:, None] >= starts).sum(-1) - 1
+    offset = index - starts[level]
+    width = spatial_shapes[level, 1]
+    return level, offset % width, offset // width
 
 
 def ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations,
@@ -40,7 +78,7 @@ def ms_deform_attn(value, spatial_shapes, level_start_index, sampling_locations,
     Returns:
         Tensor: (N, Lq, M * D). Differentiable in value, locations and weights.
     """
-    if value.device.type in KERNEL_DEVICES:
+    if value.device.type in KERNEL_DEVICES and not _force_reference:
         return torch.ops.mmdeform.ms_deform_attn_forward(
             value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
     return ms_deform_attn_reference(value, spatial_shapes, level_start_index,

@@ -14,6 +14,9 @@ def ms_deform_attn_reference(value, spatial_shapes, level_start_index, sampling_
     _, Lq, _, L, K, _ = sampling_locations.shape
     # grid_sample samples x in [-1, 1] with align_corners=False: pixel = loc * W - 0.5.
     grids = (2 * sampling_locations - 1).transpose(1, 2).flatten(0, 1)  # (N*M, Lq, L, K, 2)
+    # A NaN or infinite location reads zeros, as in the native kernels (grid_sample would
+    # return NaN): it is moved to -4, more than a pixel left of (or above) every map.
+    grids = torch.where(grids.isfinite(), grids, grids.new_tensor(-4.0))
     samples = []
     for level, (H, W) in enumerate(spatial_shapes.tolist()):
         start = int(level_start_index[level])

@@ -100,7 +100,8 @@ def test_encoder_matches_mmdet(levels):
     kwargs, length = multi_scale(levels)
     assert (kwargs['valid_ratios'][1, :2] < 1).all()  # real padding
     torch.testing.assert_close(
-        DeformableDetrEncoder.reference_points(kwargs['spatial_shapes'], kwargs['valid_ratios']),
+        DeformableDetrEncoder.reference_points(kwargs['spatial_shapes'], kwargs['valid_ratios'],
+                                               length),
         theirs.get_encoder_reference_points(kwargs['spatial_shapes'], kwargs['valid_ratios'],
                                             device='cpu'))
     query, query_pos = torch.randn(2, length, DIMS), torch.randn(2, length, DIMS)

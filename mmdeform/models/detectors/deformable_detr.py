@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from mmdet.models.detectors import BaseDetector
 from torch import nn
 
-from mmdeform.ops import level_start_index
+from mmdeform.ops import flat_pixel_coords, level_start_index
 from mmdeform.registry import MODELS
 from ..layers import (DeformableDetrDecoder, DeformableDetrEncoder,
                       MultiScaleDeformableAttention, SinePositionalEncoding, box_sine_embedding)
@@ -106,8 +106,9 @@ class DeformableDETR(BaseDetector):
                               spatial_shapes=spatial_shapes, level_start_index=start_index,
                               valid_ratios=valid_ratios)
         if self.as_two_stage:
+            valid_sizes = torch.stack([valid_size(m) for m in masks], 1)
             query, query_pos, reference, enc_class, enc_box = self.proposal_queries(
-                memory, mask, spatial_shapes)
+                memory, mask, spatial_shapes, valid_sizes)
         else:
             query, query_pos, reference = self.learned_queries(len(feat))
             enc_class = enc_box = None
@@ -139,11 +140,11 @@ class DeformableDETR(BaseDetector):
         query = query.expand(batch_size, -1, -1)
         return query, query_pos, self.reference_points_fc(query_pos).sigmoid()
 
-    def proposal_queries(self, memory, mask, spatial_shapes):
+    def proposal_queries(self, memory, mask, spatial_shapes, valid_sizes):
         """Two-stage: every encoder pixel proposes a box; the top-k by the class-agnostic
         logit become the decoder's (detached) reference boxes and, through their sine
         embedding, its queries."""
-        proposals, valid = pixel_proposals(mask, spatial_shapes)
+        proposals, valid = pixel_proposals(mask, spatial_shapes, valid_sizes)
         proposal_logits = torch.log(proposals / (1 - proposals)).masked_fill(~valid, float('inf'))
         memory = memory.masked_fill(~valid, 0.)
         memory = self.memory_trans_norm(self.memory_trans_fc(memory))
@@ -202,17 +203,15 @@ def valid_ratio(mask):
     return valid_size(mask) / mask.new_tensor(mask.shape[:0:-1], dtype=torch.float)
 
 
-def pixel_proposals(mask, spatial_shapes):
+def pixel_proposals(mask, spatial_shapes, valid_sizes):
     """Two-stage proposals, one per encoder pixel: the pixel centre normalized by the valid
-    size, w = h = 0.05 * 2^l. Returns (N, S, 4) boxes (cx, cy, w, h) and an (N, S, 1) mask of
-    the usable ones: inside (0.01, 0.99) in every coordinate and not at padding."""
-    shapes = spatial_shapes.tolist()
-    level_masks = mask.split([h * w for h, w in shapes], 1)
-    valid_sizes = torch.stack(
-        [valid_size(m.view(-1, h, w)) for m, (h, w) in zip(level_masks, shapes)], 1)
-    centres = normalized_pixel_centres(spatial_shapes, valid_sizes.float())
-    sizes = torch.cat([centres.new_full((h * w, 2), 0.05 * 2.0**level)
-                       for level, (h, w) in enumerate(shapes)])
+    size, w = h = 0.05 * 2^l. ``valid_sizes`` (N, L, 2) are each level's valid (W, H) in pixels.
+    Returns (N, S, 4) boxes (cx, cy, w, h) and an (N, S, 1) mask of the usable ones: inside
+    (0.01, 0.99) in every coordinate and not at padding."""
+    num_pixels = mask.shape[1]
+    centres = normalized_pixel_centres(spatial_shapes, valid_sizes.float(), num_pixels)
+    level = flat_pixel_coords(spatial_shapes, num_pixels)[0]
+    sizes = (0.05 * 2.0**level).to(centres.dtype)[:, None]  # (S, 1)
     proposals = torch.cat([centres, sizes.expand_as(centres)], -1)
     valid = ((proposals > 0.01) & (proposals < 0.99)).all(-1, keepdim=True) & ~mask[..., None]
     return proposals, valid

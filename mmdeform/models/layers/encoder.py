@@ -9,6 +9,7 @@ from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import BaseModule, ModuleList
 
+from mmdeform.ops import flat_pixel_coords
 from mmdeform.registry import MODELS
 
 from .msdeform_attn import MultiScaleDeformableAttention
@@ -26,26 +27,21 @@ def without_batch_first(attn_cfg):
     return attn_cfg
 
 
-def normalized_pixel_centres(spatial_shapes, valid_sizes):
+def normalized_pixel_centres(spatial_shapes, valid_sizes, num_pixels):
     """Every pixel's centre over its level's valid (unpadded) size.
 
     Args:
         spatial_shapes (Tensor): (L, 2), each level's (H, W).
         valid_sizes (Tensor): (N, L, 2), each image's valid (W, H) on each level, in pixels.
+        num_pixels (int): S = sum of H * W (static; see :func:`flat_pixel_coords`).
 
     Returns:
         Tensor: (N, S, 2) as (x, y), levels flattened as the features are; inside the image
         ((i + 0.5) / valid size) lies in (0, 1), on padding it exceeds 1.
     """
-    centres = []
-    for level, (H, W) in enumerate(spatial_shapes.tolist()):
-        y, x = torch.meshgrid(
-            torch.arange(H, dtype=valid_sizes.dtype, device=valid_sizes.device) + 0.5,
-            torch.arange(W, dtype=valid_sizes.dtype, device=valid_sizes.device) + 0.5,
-            indexing='ij')
-        xy = torch.stack([x, y], -1).flatten(0, 1)  # (H * W, 2)
-        centres.append(xy / valid_sizes[:, None, level])
-    return torch.cat(centres, 1)
+    level, x, y = flat_pixel_coords(spatial_shapes, num_pixels)
+    xy = torch.stack([x, y], -1).to(valid_sizes.dtype) + 0.5  # (S, 2)
+    return xy / valid_sizes[:, level]
 
 
 @MODELS.register_module()
@@ -98,19 +94,20 @@ class DeformableDetrEncoder(BaseModule):
         Returns:
             Tensor: (N, S, C), the memory.
         """
-        reference_points = self.reference_points(spatial_shapes, valid_ratios)
+        reference_points = self.reference_points(spatial_shapes, valid_ratios, query.shape[1])
         for layer in self.layers:
             query = layer(query, query_pos, key_padding_mask, reference_points, spatial_shapes,
                           level_start_index)
         return query
 
     @staticmethod
-    def reference_points(spatial_shapes, valid_ratios):
-        """p_q of each pixel on each level: (N, S, L, 2) normalized (x, y).
+    def reference_points(spatial_shapes, valid_ratios, num_pixels):
+        """p_q of each of the S = ``num_pixels`` pixels on each level: (N, S, L, 2) normalized
+        (x, y).
 
         A pixel's centre, normalized by its own level's valid size, is its position relative to
         the image; times each level's valid ratio, that same position in the level's padded map.
         """
         valid_sizes = valid_ratios * spatial_shapes.flip(-1)  # (N, L, 2) as (W, H)
-        centres = normalized_pixel_centres(spatial_shapes, valid_sizes)
+        centres = normalized_pixel_centres(spatial_shapes, valid_sizes, num_pixels)
         return centres[:, :, None] * valid_ratios[:, None]

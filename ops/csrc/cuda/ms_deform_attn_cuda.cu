@@ -176,6 +176,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cuda(
     const at::Tensor& attention_weights) {
   check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
                grad_output);
+  // The value gradient is summed with atomicAdd in no fixed order: under
+  // torch.use_deterministic_algorithms(True) this warns or raises, as torch's own ops do.
+  at::globalContext().alertNotDeterministic("ms_deform_attn_backward_cuda");
   const c10::cuda::CUDAGuard guard(value.device());
   const Sizes s(value, sampling_locations);
   // fp16/bf16 value gradients are accumulated in fp32 and rounded once at the end.
