@@ -4,14 +4,9 @@ import os
 
 import pytest
 import torch
-from mmdet.structures import DetDataSample
+from detector_checks import build_detector, fake_batch, train_one_step_and_predict
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import DefaultScope
-from mmengine.structures import InstanceData
-
-from mmdeform.registry import MODELS
-from mmdeform.utils import register_all_modules
 
 ROOT = os.path.dirname(os.path.dirname(__file__))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')))
@@ -25,18 +20,28 @@ PARAMS = {
 }
 
 
-def fake_batch(shapes=((96, 128), (80, 112))):
-    """What the data pipeline hands the model: uint8 images and packed samples."""
-    inputs, samples = [], []
-    for h, w in shapes:
-        inputs.append(torch.randint(0, 256, (3, h, w), dtype=torch.uint8))
-        sample = DetDataSample(metainfo=dict(img_shape=(h, w), ori_shape=(h, w),
-                                             scale_factor=(1.0, 1.0)))
-        sample.gt_instances = InstanceData(
-            bboxes=torch.tensor([[10., 12., 60., 70.], [30., 5., 90., 40.]]),
-            labels=torch.tensor([3, 17]))
-        samples.append(sample)
-    return dict(inputs=inputs, data_samples=samples)
+def shrink_model(cfg, levels=2, dims=16, layers=2):
+    """Shrinks a config's model in place for fast tests: the ResNet-18 stem and first stage
+    (stride 4, 64 channels, frozen as the configs freeze them), ``levels`` levels of ``dims``
+    channels, ``layers`` encoder and decoder layers, 8 queries, 5 detections per image, no
+    dropout; the rest, the variant included, as configured."""
+    attn = dict(embed_dims=dims, num_heads=2, num_levels=levels, num_points=2, dropout=0.0)
+    ffn = dict(embed_dims=dims, feedforward_channels=2 * dims, ffn_drop=0.0)
+    cfg.merge_from_dict(dict(model=dict(
+        num_queries=8,
+        num_feature_levels=levels,
+        backbone=dict(depth=18, num_stages=1, strides=(1, ), dilations=(1, ),
+                      out_indices=(0, ), init_cfg=None),
+        neck=dict(in_channels=[64], out_channels=dims, num_outs=levels,
+                  norm_cfg=dict(type='GN', num_groups=2)),
+        encoder=dict(num_layers=layers, layer_cfg=dict(self_attn_cfg=attn, ffn_cfg=ffn)),
+        decoder=dict(num_layers=layers, layer_cfg=dict(
+            self_attn_cfg=dict(embed_dims=dims, num_heads=2, dropout=0.0),
+            cross_attn_cfg=attn, ffn_cfg=ffn)),
+        positional_encoding=dict(num_feats=dims // 2),
+        bbox_head=dict(embed_dims=dims),
+        test_cfg=dict(max_per_img=5))))
+    return cfg
 
 
 def test_every_config_is_listed():
@@ -45,43 +50,47 @@ def test_every_config_is_listed():
 
 @pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)
 def test_config_trains_one_step_and_predicts(path):
-    register_all_modules()
     cfg = Config.fromfile(path)
-    cfg.model.backbone.init_cfg = None  # no ImageNet download in tests
-    with DefaultScope.overwrite_default_scope('mmdeform'):
-        model = MODELS.build(cfg.model)
-        model.init_weights()
-        params = sum(p.numel() for p in model.parameters())
-        assert round(params / 1e6) == PARAMS[os.path.basename(path)]
-
-        optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
-        before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-        model.train()
-        losses = model.train_step(fake_batch(), optim_wrapper)
-        assert all(torch.isfinite(v) for v in losses.values())
-        assert 'loss_cls' in losses and 'd0.loss_bbox' in losses
-        if cfg.model.as_two_stage:
-            assert 'enc_loss_iou' in losses
-        changed = [n for n, p in model.named_parameters() if n in before
-                   and not torch.equal(p, before[n])]
-        assert any('encoder' in n for n in changed) and any('bbox_head' in n for n in changed)
-
-        model.eval()
-        with torch.no_grad():
-            results = model.test_step(fake_batch())
-    for result in results:
-        assert len(result.pred_instances) == 100
-        assert (result.pred_instances.bboxes[:, 2:] <= torch.tensor([128., 96.])).all()
+    model = build_detector(cfg)
+    params = sum(p.numel() for p in model.parameters())
+    assert round(params / 1e6) == PARAMS[os.path.basename(path)]
+    losses = train_one_step_and_predict(model, cfg)
+    if cfg.model.as_two_stage:
+        assert 'enc_loss_iou' in losses
 
 
-def test_bfloat16_autocast_training_step():
-    register_all_modules()
+def test_bfloat16_amp_training_steps_match_in_float32(monkeypatch):
+    """What ``tools/train.py --amp`` does without CUDA: bf16 autocast through the whole model and
+    the op; the matcher's costs stay fp32 (in bf16, log p near 0 or 1 loses the digits that rank
+    the queries)."""
     cfg = Config.fromfile(os.path.join(ROOT, 'configs', 'deformable_detr_r50_2stage.py'))
-    cfg.model.backbone.init_cfg = None
-    with DefaultScope.overwrite_default_scope('mmdeform'):
-        model = MODELS.build(cfg.model)
-        data = model.data_preprocessor(fake_batch(), True)
-        with torch.autocast('cpu', dtype=torch.bfloat16):
-            losses = model.loss(data['inputs'], data['data_samples'])
-    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in losses.values())
-    sum(losses.values()).backward()
+    model = build_detector(shrink_model(cfg))
+    optim_wrapper = build_optim_wrapper(
+        model, dict(cfg.optim_wrapper, type='mmdeform.CpuAmpOptimWrapper'))
+    logit_dtypes, cost_calls = [], []
+    model.bbox_head.cls_branches[-1].register_forward_hook(
+        lambda module, args, output: logit_dtypes.append(output.dtype))
+    for cost in model.bbox_head.assigner.match_costs:
+        monkeypatch.setattr(type(cost), '__call__', recording(type(cost).__call__, cost_calls))
+
+    model.train()
+    # Small images: on CPUs without bf16 units (AVX2) the stem's bf16 convolution is ~40x slower
+    # than in fp32.
+    for _ in range(3):
+        losses = model.train_step(fake_batch(((64, 96), (56, 80))), optim_wrapper)
+        assert all(torch.isfinite(v) for v in losses.values())
+    assert set(logit_dtypes) == {torch.bfloat16}  # autocast did run the model in bf16
+    # 3 steps x 2 images x (2 decoder layers + the first stage) x 3 costs
+    assert len(cost_calls) == 3 * 2 * 3 * 3
+    assert all(autocast and dtype == torch.float32 for autocast, dtype in cost_calls)
+
+
+def recording(cost_call, calls):
+    """``cost_call`` that appends (autocast enabled, result dtype) to ``calls``."""
+
+    def call(self, *args, **kwargs):
+        cost = cost_call(self, *args, **kwargs)
+        calls.append((torch.is_autocast_enabled('cpu'), cost.dtype))
+        return cost
+
+    return call

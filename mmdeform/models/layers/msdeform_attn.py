@@ -2,10 +2,11 @@
 import math
 
 import torch
+import torch.nn.functional as F
 from mmengine.model import BaseModule, constant_init, xavier_init
 from torch import nn
 
-from mmdeform.ops import ms_deform_attn
+from mmdeform.ops import flat_pixel_coords, ms_deform_attn
 from mmdeform.registry import MODELS
 
 
@@ -22,10 +23,13 @@ class MultiScaleDeformableAttention(BaseModule):
         num_levels (int): L. Default 4.
         num_points (int): K, points per head and level. Default 4.
         dropout (float): dropout on the output before the residual. Default 0.1.
+        own_level_only (bool): each query attends only to the level it lies on (the weights of
+            the other levels are zero). For self-attention over the flattened maps, i.e. the
+            encoder: the paper's "w/o multi-scale attention" ablation (Table 2). Default False.
     """
 
     def __init__(self, embed_dims=256, num_heads=8, num_levels=4, num_points=4, dropout=0.1,
-                 init_cfg=None):
+                 own_level_only=False, init_cfg=None):
         super().__init__(init_cfg)
         if embed_dims % num_heads != 0:
             raise ValueError(f'embed_dims ({embed_dims}) must be divisible by num_heads '
@@ -34,6 +38,7 @@ class MultiScaleDeformableAttention(BaseModule):
         self.num_heads = num_heads
         self.num_levels = num_levels
         self.num_points = num_points
+        self.own_level_only = own_level_only
         self.sampling_offsets = nn.Linear(embed_dims, num_heads * num_levels * num_points * 2)
         self.attention_weights = nn.Linear(embed_dims, num_heads * num_levels * num_points)
         self.value_proj = nn.Linear(embed_dims, embed_dims)
@@ -87,8 +92,11 @@ class MultiScaleDeformableAttention(BaseModule):
             value = value.masked_fill(key_padding_mask[..., None], 0.)
         value = value.view(N, value.shape[1], M, -1)
         offsets = self.sampling_offsets(query).view(N, Lq, M, L, K, 2)
-        weights = self.attention_weights(query).view(N, Lq, M, L * K).softmax(-1)
-        weights = weights.view(N, Lq, M, L, K)
+        weights = self.attention_weights(query).view(N, Lq, M, L, K)
+        if self.own_level_only:
+            own_level = self.own_level_mask(spatial_shapes, Lq, value.shape[1])
+            weights = weights.masked_fill(~own_level, float('-inf'))
+        weights = weights.view(N, Lq, M, L * K).softmax(-1).view(N, Lq, M, L, K)
         locations = self.sampling_locations(reference_points, offsets, spatial_shapes)
 
         # Mixed precision: run the op in the widest dtype so locations keep their precision.
@@ -96,6 +104,16 @@ class MultiScaleDeformableAttention(BaseModule):
         output = ms_deform_attn(value.to(dtype), spatial_shapes, level_start_index,
                                 locations.to(dtype), weights.to(dtype))
         return identity + self.dropout(self.output_proj(output.to(query.dtype)))
+
+    def own_level_mask(self, spatial_shapes, num_queries, num_values):
+        """(1, Lq, 1, L, 1) bool, True at the level each query lies on; the queries must be
+        the positions of the flattened maps, as in the encoder."""
+        if num_queries != num_values:
+            raise ValueError('own_level_only needs one query per position of the flattened maps '
+                             f'(encoder self-attention): got {num_queries} queries for '
+                             f'{num_values} values')
+        level = flat_pixel_coords(spatial_shapes, num_queries)[0]
+        return F.one_hot(level, self.num_levels).bool().view(1, num_queries, 1, -1, 1)
 
     def sampling_locations(self, reference_points, offsets, spatial_shapes):
         """(N, Lq, M, L, K, 2) normalized locations from references and pixel offsets."""
