@@ -4,9 +4,14 @@ default_hooks = dict(
     timer=dict(type='IterTimerHook'),
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
-    checkpoint=dict(type='CheckpointHook', interval=1),
+    # Crash-safe saving: a killed run leaves complete checkpoints and a valid last_checkpoint.
+    checkpoint=dict(type='mmdeform.AtomicCheckpointHook', interval=1),
     sampler_seed=dict(type='DistSamplerSeedHook'),
-    visualization=dict(type='DetVisualizationHook'))
+    visualization=dict(type='DetVisualizationHook'),
+    # --resume continues as if never stopped: sampler seed, random streams, place in the epoch.
+    exact_resume=dict(type='mmdeform.ExactResumeHook'),
+    # A non-finite loss or gradient skips the step; so many in a row stop the training.
+    non_finite=dict(type='mmdeform.NonFiniteLossHook', max_consecutive=10))
 
 env_cfg = dict(
     cudnn_benchmark=False,

@@ -1,4 +1,6 @@
-"""Let torch's ``weights_only`` loader (the default since torch 2.6) read mmengine checkpoints.
+"""Checkpoint files: loaded with torch's safe unpickler, written atomically.
+
+Let torch's ``weights_only`` loader (the default since torch 2.6) read mmengine checkpoints.
 
 A checkpoint saved by mmengine's Runner carries the message hub: ``HistoryBuffer`` objects that
 hold numpy arrays, and numpy scalars such as the ``best_score`` of ``CheckpointHook``. mmengine
@@ -8,7 +10,8 @@ through the Runner and resuming it; everything else stays refused.
 """
 import os
 import pickle
-import tempfile
+import uuid
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -29,6 +32,9 @@ _DTYPES = (np.float64, np.int64)
 # HistoryBuffer pickles its statistics methods, e.g. ``min``, which protocol 2 (torch.save's
 # default) writes as ``getattr(HistoryBuffer, 'min')``.
 _HISTORY_BUFFER_STATISTICS = frozenset(('min', 'max', 'current', 'mean'))
+
+# The name ending of the temporary files of atomic_write, which a killed process leaves behind.
+PARTIAL_SUFFIX = '.partial'
 
 
 def _history_buffer_getattr(obj, name):
@@ -73,16 +79,39 @@ def load_checkpoint_file(path):
     return torch.load(path, map_location='cpu', weights_only=True)
 
 
-def save_checkpoint_file(checkpoint, path):
-    """``torch.save`` to a temporary file beside ``path``, then an atomic rename: an
-    interrupted save never leaves a truncated file under the final name."""
-    folder = os.path.dirname(os.path.abspath(path))
+@contextmanager
+def atomic_write(path, mode='wb', encoding=None):
+    """Open ``path`` for writing so that it changes all at once or not at all.
+
+    The data go to a hidden temporary file beside ``path`` (``.NAME.<random>.partial``), which is
+    flushed to disk and renamed onto ``path`` when the block ends without error; on an error it
+    is deleted. A process killed midway leaves ``path`` as it was, and the temporary file behind.
+
+    Args:
+        path (str): The file to write.
+        mode (str): ``'wb'`` or ``'w'``.
+        encoding (str, optional): The text encoding, for mode ``'w'``.
+    """
+    if mode not in ('w', 'wb'):
+        raise ValueError(f"atomic_write writes whole files: mode must be 'w' or 'wb', not {mode!r}")
+    folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path), suffix='.tmp')
+    tmp = os.path.join(folder, f'.{name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}')
+    # 'x' creates the file with the usual permissions (mkstemp's would be 0600)
+    file = open(tmp, mode.replace('w', 'x'), encoding=encoding)
     try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(checkpoint, f)
+        with file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def save_checkpoint_file(checkpoint, path):
+    """``torch.save`` through :func:`atomic_write`: an interrupted save never leaves a truncated
+    file under the final name."""
+    with atomic_write(path) as f:
+        torch.save(checkpoint, f)

@@ -1,5 +1,6 @@
 """Registration of mmdeform's modules and set-up of the run environment for the tools."""
 import datetime
+import os
 import os.path as osp
 import warnings
 
@@ -48,8 +49,8 @@ def register_all_modules(init_default_scope: bool = True) -> None:
 
 
 def add_run_arguments(parser) -> None:
-    """The options tools/train.py and tools/test.py share: --cfg-options, --launcher and
-    --local_rank."""
+    """The options tools/train.py and tools/test.py share: --cfg-options, --launcher,
+    --local_rank, --seed and --deterministic."""
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -67,6 +68,12 @@ def add_run_arguments(parser) -> None:
     # torch.distributed.launch of PyTorch >= 2.0 passes `--local-rank`, older ones
     # `--local_rank`; torchrun passes neither but sets LOCAL_RANK.
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    parser.add_argument('--seed', type=int, help='random seed (sets randomness.seed)')
+    parser.add_argument(
+        '--deterministic',
+        action='store_true',
+        help='use deterministic algorithms where torch has them (sets '
+        'randomness.deterministic); with --seed, two CPU runs give bit-identical results')
 
 
 def load_run_config(args) -> Config:
@@ -75,6 +82,7 @@ def load_run_config(args) -> Config:
     Registers the modules first: the config's default_scope picks the registries, and resuming
     or testing loads mmengine checkpoints under torch's weights_only=True.
     ``work_dir``: ``--work-dir``, else the config's, else ./work_dirs/CONFIG_NAME.
+    ``--seed`` and ``--deterministic`` set ``randomness.seed`` and ``randomness.deterministic``.
     """
     register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(args.config)
@@ -85,7 +93,22 @@ def load_run_config(args) -> Config:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    _apply_randomness_arguments(cfg, args)
     return cfg
+
+
+def _apply_randomness_arguments(cfg: Config, args) -> None:
+    """--seed and --deterministic into mmengine's ``randomness`` (``Runner.set_randomness``)."""
+    if args.seed is None and not args.deterministic:
+        return
+    randomness = cfg.setdefault('randomness', ConfigDict())
+    randomness.setdefault('seed', None)  # a required argument of Runner.set_randomness
+    if args.seed is not None:
+        randomness.seed = args.seed
+    if args.deterministic:
+        randomness.deterministic = True
+        # cuBLAS is deterministic only with a fixed workspace; read when CUDA starts, i.e. later.
+        os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
 
 
 def setup_cpu_distributed(cfg: Config) -> None:

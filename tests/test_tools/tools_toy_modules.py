@@ -1,14 +1,22 @@
-"""A toy model, dataset and metric for running the tools and hooks without a detector."""
+"""A toy model, dataset and metric for running the tools and hooks without a detector; hooks
+that record and interrupt a training; a tiny COCO-format dataset for the real detector."""
+import json
+import os
+import os.path as osp
+import time
 import uuid
 
 import numpy as np
 import torch
 from mmengine.dataset import BaseDataset
+from mmengine.dist import get_rank
 from mmengine.evaluator import BaseMetric
+from mmengine.hooks import Hook
 from mmengine.model import BaseModel
+from PIL import Image
 from torch import nn
 
-from mmdeform.registry import DATASETS, METRICS, MODELS
+from mmdeform.registry import DATASETS, HOOKS, METRICS, MODELS
 
 
 @MODELS.register_module(force=True)
@@ -31,17 +39,20 @@ class ToyRegressor(BaseModel):
 
 @DATASETS.register_module(force=True)
 class ToyDataset(BaseDataset):
-    """``num_samples`` random (inputs, targets) pairs held in memory."""
+    """``num_samples`` random (inputs, targets) pairs held in memory; the targets of the samples
+    in ``nan_indices`` are NaN."""
 
     METAINFO = dict(classes=('toy', ))
 
-    def __init__(self, num_samples=4, **kwargs):
+    def __init__(self, num_samples=4, nan_indices=(), **kwargs):
         self.num_samples = num_samples
+        self.nan_indices = set(nan_indices)
         super().__init__(serialize_data=False, **kwargs)
 
     def load_data_list(self):
         inputs = torch.randn(self.num_samples, 2, generator=torch.Generator().manual_seed(0))
-        return [dict(inputs=x, targets=x.sum()) for x in inputs]
+        return [dict(inputs=x, targets=x.sum() * (np.nan if i in self.nan_indices else 1))
+                for i, x in enumerate(inputs)]
 
 
 @METRICS.register_module(force=True)
@@ -89,3 +100,86 @@ def toy_runner_cfg(work_dir, max_epochs=1, num_samples=8, batch_size=2, **kwargs
             checkpoint=dict(type='CheckpointHook', interval=1, save_best='toy/mean',
                             rule='greater')),
         **kwargs)
+
+
+@HOOKS.register_module(force=True)
+class TrainRecordHook(Hook):
+    """Appends a JSON line per training iteration to ``WORK_DIR/train_record_rank{RANK}.jsonl``:
+    the iteration, the exact loss, the first learning rate and the image ids of the batch; and one
+    per checkpoint save, naming the process that saved it."""
+
+    priority = 'LOWEST'
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        samples = data_batch.get('data_samples', [])
+        self._write(runner, dict(iter=runner.iter + 1, loss=outputs['loss'].item(),
+                                 lr=runner.optim_wrapper.get_lr()['lr'][0],
+                                 img_ids=[sample.img_id for sample in samples]))
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        self._write(runner, dict(saved_iter=checkpoint['meta']['iter'], rank=get_rank()))
+
+    @staticmethod
+    def _write(runner, record):
+        with open(osp.join(runner.work_dir, f'train_record_rank{get_rank()}.jsonl'), 'a') as f:
+            f.write(json.dumps(record) + '\n')
+
+
+def read_train_records(work_dir, rank=0):
+    """The records of TrainRecordHook: {iteration: record} (the last record of an iteration
+    trained again after a resume) and the checkpoint-save records."""
+    with open(osp.join(work_dir, f'train_record_rank{rank}.jsonl')) as f:
+        records = [json.loads(line) for line in f]
+    iterations = {record['iter']: record for record in records if 'iter' in record}
+    return iterations, [record for record in records if 'saved_iter' in record]
+
+
+class SimulatedCrash(Exception):
+    """Raised by InterruptHook."""
+
+
+@HOOKS.register_module(force=True)
+class InterruptHook(Hook):
+    """Interrupts the training after iteration ``after_iter`` (counted from 1, after any
+    checkpoint of that iteration; None: never): raises SimulatedCrash or, with
+    ``wait_for_kill``, creates ``WORK_DIR/waiting_for_kill`` and sleeps until killed."""
+
+    priority = 'LOWEST'
+
+    def __init__(self, after_iter, wait_for_kill=False):
+        self.after_iter = after_iter
+        self.wait_for_kill = wait_for_kill
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if runner.iter + 1 != self.after_iter:
+            return
+        if not self.wait_for_kill:
+            raise SimulatedCrash(f'interrupted after iteration {self.after_iter}')
+        open(osp.join(runner.work_dir, 'waiting_for_kill'), 'w').close()
+        time.sleep(600)
+
+
+def write_tiny_coco(root, num_images=8, classes=('square', 'bar')):
+    """A COCO-format detection dataset under ``root``: ``images/*.png`` of noise with one or two
+    filled boxes, alternately 64x48 and 48x64 (two aspect-ratio groups), and
+    ``annotations/train.json``."""
+    rng = np.random.default_rng(0)
+    os.makedirs(osp.join(root, 'images'), exist_ok=True)
+    os.makedirs(osp.join(root, 'annotations'), exist_ok=True)
+    images, annotations = [], []
+    for image_id in range(1, num_images + 1):
+        width, height = (64, 48) if image_id % 2 else (48, 64)
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        for label in range(1 + image_id % 2):
+            w, h = (int(v) for v in rng.integers(8, 24, 2))
+            x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
+            pixels[y:y + h, x:x + w] = 255 * label
+            annotations.append(dict(id=len(annotations) + 1, image_id=image_id,
+                                    category_id=label + 1, bbox=[x, y, w, h], area=w * h,
+                                    iscrowd=0))
+        file_name = f'{image_id}.png'
+        Image.fromarray(pixels).save(osp.join(root, 'images', file_name))
+        images.append(dict(id=image_id, file_name=file_name, width=width, height=height))
+    categories = [dict(id=i + 1, name=name) for i, name in enumerate(classes)]
+    with open(osp.join(root, 'annotations', 'train.json'), 'w') as f:
+        json.dump(dict(images=images, annotations=annotations, categories=categories), f)

@@ -25,4 +25,4 @@ auto_scale_lr = dict(enable=False, base_batch_size=2)
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
-    checkpoint=dict(type='CheckpointHook', interval=1, save_best='toy/mean', rule='greater'))
+    checkpoint=dict(interval=1, save_best='toy/mean', rule='greater'))
