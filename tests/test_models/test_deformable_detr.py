@@ -4,7 +4,6 @@ import copy
 import importlib.util
 import os
 
-import mmdet
 import pytest
 import torch
 from mmdet.registry import MODELS as MMDET_MODELS
@@ -15,15 +14,9 @@ from mmengine.structures import InstanceData
 
 from mmdeform.registry import MODELS
 from mmdeform.utils import register_all_modules
+from mmdeform.utils.mmdet_equivalent import mmdet_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-MMDET_CONFIG_DIR = os.path.join(os.path.dirname(mmdet.__file__), '.mim', 'configs',
-                                'deformable_detr')
-MMDET_CONFIGS = {
-    'multi_scale': 'deformable-detr_r50_16xb2-50e_coco.py',
-    'refine': 'deformable-detr-refine_r50_16xb2-50e_coco.py',
-    'two_stage': 'deformable-detr-refine-twostage_r50_16xb2-50e_coco.py',
-}
 # mmdet's two-stage embeds boxes with 128 features per coordinate whatever embed_dims is, so it
 # only runs with embed_dims=256.
 DIMS = dict(single_scale=64, multi_scale=64, refine=64, two_stage=256)
@@ -72,14 +65,10 @@ def build_ours(variant):
 
 
 def build_mmdet(variant):
-    if variant == 'single_scale':  # mmdet has no single-scale config: derive one
-        cfg = Config.fromfile(os.path.join(MMDET_CONFIG_DIR, MMDET_CONFIGS['multi_scale']))
-        levels = 1
-    else:
-        cfg = Config.fromfile(os.path.join(MMDET_CONFIG_DIR, MMDET_CONFIGS[variant]))
-        levels = 4
+    """The model of mmdet's own config of the variant, made small."""
+    levels = 1 if variant == 'single_scale' else 4
     with DefaultScope.overwrite_default_scope('mmdet'):
-        return MMDET_MODELS.build(small(cfg, levels, DIMS[variant]))
+        return MMDET_MODELS.build(small(mmdet_config(variant), levels, DIMS[variant]))
 
 
 def pair(variant):
