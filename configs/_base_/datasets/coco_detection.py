@@ -1,13 +1,18 @@
 # COCO 2017 with the paper's augmentation: horizontal flip, then either a multi-scale resize
 # (shorter side 480..800 step 32, longer side at most 1333) or resize to 400/500/600, a random
 # 384..600 crop and the same multi-scale resize. Test: shorter side 800, longer at most 1333.
-dataset_type = 'CocoDataset'
+# The checked dataset and image loader (mmdeform.datasets, docs/data.md) reject what cannot be
+# repaired in the annotations up front, repair (clip) or drop bad boxes with a count in the log,
+# and give every image 3 channels; in training an unreadable image is skipped with a warning, in
+# evaluation it fails the run with its name (a metric over fewer images is not comparable).
+dataset_type = 'CheckedCocoDataset'
 data_root = 'data/coco/'
 backend_args = None
 
 multi_scale = [(short, 1333) for short in range(480, 801, 32)]
 train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='CheckedLoadImageFromFile', color_type='color', skip_unreadable=True,
+         backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(
@@ -27,7 +32,7 @@ train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args=backend_args),
+    dict(type='CheckedLoadImageFromFile', color_type='color', backend_args=backend_args),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs',
@@ -70,3 +75,7 @@ val_evaluator = dict(
     format_only=False,
     backend_args=backend_args)
 test_evaluator = val_evaluator
+
+# The head's num_classes must equal the number of classes of the datasets (checked before
+# training, validation and testing): more would crash CocoMetric at the end of an epoch.
+custom_hooks = [dict(type='ClassNumberCheckHook')]
