@@ -1,0 +1,51 @@
+"""The convergence study compares like with like: every model gets the demo's data, optimizer,
+schedule and sizes, and mmdet's DETR keeps mmdet's own matcher and head."""
+import os.path as osp
+import sys
+
+import pytest
+from mmengine.registry import DefaultScope
+
+from mmdeform.registry import MODELS
+from mmdeform.utils import register_all_modules
+
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.dirname(__file__))),
+                            'tools', 'analysis_tools'))
+import convergence  # noqa: E402
+
+
+@pytest.fixture(scope='module')
+def configs():
+    register_all_modules()
+    return {name: convergence.iteration_budget(make(), iters=300, val_interval=100)
+            for name, make in convergence.MODELS.items()}
+
+
+def test_equal_budget(configs):
+    reference = configs['two_stage']
+    for name, cfg in configs.items():
+        assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=300, val_interval=100)
+        # the demo steps the lr after 2 of its 3 epochs: here after 200 of 300 iterations
+        assert cfg.param_scheduler[0].milestones == [200]
+        assert cfg.optim_wrapper == reference.optim_wrapper, name
+        assert cfg.train_dataloader == reference.train_dataloader, name
+        for key in ('depth', 'base_channels', 'init_cfg', 'frozen_stages', 'norm_eval'):
+            assert cfg.model.backbone[key] == reference.model.backbone[key], (name, key)
+        assert cfg.model.num_queries == reference.model.num_queries, name
+
+
+def test_variants(configs):
+    assert not configs['deformable_detr'].model.with_box_refine
+    assert configs['refine'].model.with_box_refine and not configs['refine'].model.as_two_stage
+    assert configs['two_stage'].model.as_two_stage
+
+
+def test_detr_is_mmdets_with_the_demo_sizes(configs):
+    cfg = configs['detr']
+    with DefaultScope.overwrite_default_scope('mmdeform'):
+        detr = MODELS.build(cfg.model)
+    assert type(detr).__module__.startswith('mmdet.models')
+    assert type(detr.bbox_head.assigner).__module__.startswith('mmdet.models')
+    assert detr.bbox_head.num_classes == configs['two_stage'].model.bbox_head.num_classes
+    assert len(detr.encoder.layers) == configs['two_stage'].model.encoder.num_layers
+    assert detr.bbox_head.embed_dims == configs['two_stage'].model.bbox_head.embed_dims
