@@ -4,7 +4,8 @@ import os
 
 import pytest
 import torch
-from detector_checks import build_detector, fake_batch, train_one_step_and_predict
+from detector_checks import (build_detector, fake_batch, shrink_model,
+                             train_one_step_and_predict)
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
@@ -18,30 +19,6 @@ PARAMS = {
     'deformable_detr_r50_refine.py': 41,
     'deformable_detr_r50_2stage.py': 41,
 }
-
-
-def shrink_model(cfg, levels=2, dims=16, layers=2):
-    """Shrinks a config's model in place for fast tests: the ResNet-18 stem and first stage
-    (stride 4, 64 channels, frozen as the configs freeze them), ``levels`` levels of ``dims``
-    channels, ``layers`` encoder and decoder layers, 8 queries, 5 detections per image, no
-    dropout; the rest, the variant included, as configured."""
-    attn = dict(embed_dims=dims, num_heads=2, num_levels=levels, num_points=2, dropout=0.0)
-    ffn = dict(embed_dims=dims, feedforward_channels=2 * dims, ffn_drop=0.0)
-    cfg.merge_from_dict(dict(model=dict(
-        num_queries=8,
-        num_feature_levels=levels,
-        backbone=dict(depth=18, num_stages=1, strides=(1, ), dilations=(1, ),
-                      out_indices=(0, ), init_cfg=None),
-        neck=dict(in_channels=[64], out_channels=dims, num_outs=levels,
-                  norm_cfg=dict(type='GN', num_groups=2)),
-        encoder=dict(num_layers=layers, layer_cfg=dict(self_attn_cfg=attn, ffn_cfg=ffn)),
-        decoder=dict(num_layers=layers, layer_cfg=dict(
-            self_attn_cfg=dict(embed_dims=dims, num_heads=2, dropout=0.0),
-            cross_attn_cfg=attn, ffn_cfg=ffn)),
-        positional_encoding=dict(num_feats=dims // 2),
-        bbox_head=dict(embed_dims=dims),
-        test_cfg=dict(max_per_img=5))))
-    return cfg
 
 
 def test_every_config_is_listed():

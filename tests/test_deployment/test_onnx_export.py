@@ -1,6 +1,5 @@
 """ONNX export (mmdeform.deployment.onnx, tools/deployment/pytorch2onnx.py): onnxruntime on CPU
 predicts what the detector predicts with its native op."""
-import importlib.util
 import os.path as osp
 
 import mmcv
@@ -8,21 +7,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import IMAGE_SHAPE, predict
+from export_checks import IMAGE_SHAPE, predict
 from mmengine.config import Config
-from test_configs import shrink_model
+from detector_checks import shrink_model
+from tools_loader import load_tool
 
 from mmdeform.deployment import export_onnx, onnx_predict
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def load_tool():
-    path = osp.join(ROOT, 'tools', 'deployment', 'pytorch2onnx.py')
-    spec = importlib.util.spec_from_file_location('pytorch2onnx', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def assert_same_detections(onnx_outputs, torch_outputs):
@@ -45,7 +37,7 @@ def test_tool_exports_a_model_that_predicts_as_the_detector(two_stage_detector, 
     mmcv.imwrite(np.random.randint(0, 256, (50, 70, 3), dtype=np.uint8), image)
     out = str(tmp_path / 'model.onnx')
 
-    differences = load_tool().main([config, checkpoint, '--out', out, '--shape',
+    differences = load_tool('deployment/pytorch2onnx.py').main([config, checkpoint, '--out', out, '--shape',
                                     *map(str, IMAGE_SHAPE), '--verify', image])
     assert differences['boxes'] < 1e-3 and differences['scores'] < 1e-5
     assert differences['labels_differing'] == 0
@@ -68,5 +60,5 @@ def test_bad_paths_and_opset_are_clear_errors(two_stage_detector, tmp_path, caps
     config = osp.join(ROOT, 'configs', 'deformable_detr_r50_2stage.py')
     missing = str(tmp_path / 'missing.pth')
     with pytest.raises(SystemExit):
-        load_tool().parse_args([config, missing, '--out', str(tmp_path / 'model.onnx')])
+        load_tool('deployment/pytorch2onnx.py').parse_args([config, missing, '--out', str(tmp_path / 'model.onnx')])
     assert f'checkpoint file {missing} does not exist' in capsys.readouterr().err

@@ -1,7 +1,7 @@
 """torch.export of the inference path: the fused op stays in the graph, outputs equal eager."""
 import pytest
 import torch
-from conftest import IMAGE_SHAPE, predict
+from export_checks import IMAGE_SHAPE, predict
 
 from mmdeform.deployment import ExportableDetector
 

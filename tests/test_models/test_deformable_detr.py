@@ -1,7 +1,6 @@
 """Parity with mmdet 3.3's Deformable DETR, variant by variant: the same weights (carried over
 by tools/model_converters/mmdet_to_mmdeform.py) give the same losses and predictions."""
 import copy
-import importlib.util
 import os
 
 import pytest
@@ -11,6 +10,7 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
+from tools_loader import load_tool
 
 from mmdeform.registry import MODELS
 from mmdeform.utils import register_all_modules
@@ -26,14 +26,6 @@ OUR_CONFIGS = {
     'refine': 'deformable_detr_r50_refine.py',
     'two_stage': 'deformable_detr_r50_2stage.py',
 }
-
-
-def load_converter():
-    path = os.path.join(ROOT, 'tools', 'model_converters', 'mmdet_to_mmdeform.py')
-    spec = importlib.util.spec_from_file_location('mmdet_to_mmdeform', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def small(cfg, levels, dims=64):
@@ -76,7 +68,7 @@ def pair(variant):
     theirs = build_mmdet(variant)
     theirs.init_weights()
     ours = build_ours(variant)
-    ours.load_state_dict(load_converter().convert(theirs.state_dict()), strict=True)
+    ours.load_state_dict(load_tool('model_converters/mmdet_to_mmdeform.py').convert(theirs.state_dict()), strict=True)
     return ours, theirs
 
 

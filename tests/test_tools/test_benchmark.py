@@ -1,13 +1,13 @@
 """tools/analysis_tools/benchmark.py on the tiny config, its memory measure, and the mmdet
 equivalent model that --compare-mmdet runs."""
 import copy
-import importlib.util
 import json
 import os.path as osp
 
 import pytest
 import torch
 from mmengine.config import Config
+from tools_loader import load_tool
 
 from mmdeform.apis import init_detector
 from mmdeform.utils.mmdet_equivalent import build_mmdet_equivalent, mmdet_model_cfg, variant_of
@@ -18,15 +18,7 @@ STAGES = ['inference_batch1', 'inference_batch4', 'train_step_batch2']
 FIGURES = {'batch_size', 'median_ms', 'min_ms', 'max_ms', 'images_per_s', 'peak_memory_mib'}
 
 
-def _load_tool():
-    path = osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark.py')
-    spec = importlib.util.spec_from_file_location('benchmark', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-benchmark = _load_tool()
+benchmark = load_tool('analysis_tools/benchmark.py')
 
 
 def _check_figures(results):

@@ -1,25 +1,17 @@
 """tools/image_demo.py draws a tiny detector's detections onto a PNG of the image's size."""
-import importlib.util
 import os.path as osp
 
 import mmcv
 import numpy as np
 import pytest
 import torch
+from tools_loader import load_tool
 
 from mmdeform.apis import init_detector
 from mmdeform.utils import save_checkpoint_file
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TINY_CONFIG = osp.join(ROOT, 'tests', 'test_apis', 'tiny_deformable_detr.py')
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location('image_demo',
-                                                  osp.join(ROOT, 'tools', 'image_demo.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -38,7 +30,7 @@ def inputs(tmp_path):
 def test_writes_a_png_of_the_image_size(inputs, tmp_path, capsys, score_thr, drawn):
     image, checkpoint = inputs
     out_file = str(tmp_path / 'out' / 'drawn.png')
-    _load_tool().main([image, TINY_CONFIG, checkpoint, '--out-file', out_file,
+    load_tool('image_demo.py').main([image, TINY_CONFIG, checkpoint, '--out-file', out_file,
                        '--score-thr', str(score_thr)])
     out = mmcv.imread(out_file)
     assert out.shape == (60, 80, 3)
@@ -50,5 +42,5 @@ def test_writes_a_png_of_the_image_size(inputs, tmp_path, capsys, score_thr, dra
 def test_missing_image_is_named(inputs, tmp_path):
     _, checkpoint = inputs
     with pytest.raises(FileNotFoundError, match='image file not found: .*nowhere.png'):
-        _load_tool().main([str(tmp_path / 'nowhere.png'), TINY_CONFIG, checkpoint,
+        load_tool('image_demo.py').main([str(tmp_path / 'nowhere.png'), TINY_CONFIG, checkpoint,
                            '--out-file', str(tmp_path / 'out.png')])

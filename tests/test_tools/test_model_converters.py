@@ -1,23 +1,15 @@
 """The checkpoint converters produce state dicts that load into our models, value for value."""
-import importlib.util
 import os
 
 import torch
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
+from tools_loader import load_tool
 
 from mmdeform.registry import MODELS
 from mmdeform.utils import register_all_modules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-
-
-def load_tool(name):
-    path = os.path.join(ROOT, 'tools', 'model_converters', f'{name}.py')
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def build(config, **model):
@@ -118,7 +110,7 @@ def official_state_dict(layers=2, two_stage=False, refine=False):
 
 def test_official_one_stage_loads_strictly():
     theirs = official_state_dict()
-    ours = load_tool('official_to_mmdeform').convert(theirs)
+    ours = load_tool('model_converters/official_to_mmdeform.py').convert(theirs)
     model = build('deformable_detr_r50.py')
     model.load_state_dict(ours, strict=True)
     sd = model.state_dict()
@@ -139,7 +131,7 @@ def test_official_one_stage_loads_strictly():
 
 def test_official_two_stage_loads_strictly():
     theirs = official_state_dict(two_stage=True, refine=True)
-    ours = load_tool('official_to_mmdeform').convert(theirs)
+    ours = load_tool('model_converters/official_to_mmdeform.py').convert(theirs)
     model = build('deformable_detr_r50_2stage.py')
     model.load_state_dict(ours, strict=True)
     assert torch.equal(model.state_dict()['pos_trans_fc.weight'],
@@ -150,7 +142,7 @@ def test_official_unknown_key_is_named():
     theirs = official_state_dict()
     theirs['transformer.something_new.weight'] = torch.zeros(1)
     try:
-        load_tool('official_to_mmdeform').convert(theirs)
+        load_tool('model_converters/official_to_mmdeform.py').convert(theirs)
     except KeyError as error:
         assert 'transformer.something_new.weight' in str(error)
     else:
@@ -159,7 +151,7 @@ def test_official_unknown_key_is_named():
 
 def test_mmdet_converter_refuses_other_detectors():
     try:
-        load_tool('mmdet_to_mmdeform').convert({'backbone.conv1.weight': torch.zeros(1)})
+        load_tool('model_converters/mmdet_to_mmdeform.py').convert({'backbone.conv1.weight': torch.zeros(1)})
     except ValueError as error:
         assert 'Deformable DETR' in str(error)
     else:
@@ -173,7 +165,7 @@ def test_mmdet_converter_command_round_trip(tmp_path):
     state_dict = {k: v for k, v in model.state_dict().items()
                   if not (k.startswith('neck.') and k.endswith('conv.bias'))}
     torch.save(dict(state_dict=state_dict, optimizer={}, meta=dict(epoch=3)), src)
-    load_tool('mmdet_to_mmdeform').main([str(src), str(dst)])
+    load_tool('model_converters/mmdet_to_mmdeform.py').main([str(src), str(dst)])
     converted = torch.load(dst, weights_only=True)
     assert set(converted) == {'state_dict', 'meta'}
     model.load_state_dict(converted['state_dict'], strict=True)

@@ -1,6 +1,5 @@
 """mmdeform.utils.read_scalars and tools/analysis_tools/plot_logs.py on hand-written logs and on
 the log of a real (toy) training run."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -10,18 +9,9 @@ import numpy as np
 import pytest
 from mmengine.runner import Runner
 from tools_toy_modules import toy_runner_cfg
+from tools_loader import load_tool
 
 from mmdeform.utils import read_scalars, register_all_modules
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-
-
-def _load_tool():
-    path = osp.join(ROOT, 'tools', 'analysis_tools', 'plot_logs.py')
-    spec = importlib.util.spec_from_file_location('plot_logs', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _write_run(work_dir, timestamp, records):
@@ -99,7 +89,7 @@ def test_bad_logs_are_named(tmp_path):
 
 
 def test_plot_overlays_runs(work_dir, tmp_path, capsys):
-    tool = _load_tool()
+    tool = load_tool('analysis_tools/plot_logs.py')
     other = str(tmp_path / 'other')
     _write_run(other, 'run', [_train(3.0, 1, 4), _val(0.05, 1)])
     out = str(tmp_path / 'plots' / 'curves.png')
@@ -119,7 +109,7 @@ def test_plot_overlays_runs(work_dir, tmp_path, capsys):
 
 
 def test_plot_refuses_unknown_keys_and_legends(work_dir, tmp_path):
-    tool = _load_tool()
+    tool = load_tool('analysis_tools/plot_logs.py')
     with pytest.raises(KeyError, match="'loss_cls' is in none of the logs; logged keys: coco"):
         tool.main([work_dir, '--keys', 'loss_cls', '--out', str(tmp_path / 'x.png')])
     with pytest.raises(SystemExit):

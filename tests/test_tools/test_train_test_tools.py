@@ -1,6 +1,5 @@
 """tools/train.py and tools/test.py: arguments, clear errors, and a train/resume/test round trip
 on the toy model (in-process, to keep it fast)."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -12,21 +11,14 @@ from glob import glob
 
 import pytest
 import torch
+from tools_loader import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOY_CONFIG = osp.join(osp.dirname(osp.abspath(__file__)), 'toy_config.py')
 
 
-def _load_tool(name):
-    spec = importlib.util.spec_from_file_location(f'tools_{name}', osp.join(ROOT, 'tools',
-                                                                           f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-train_tool = _load_tool('train')
-test_tool = _load_tool('test')
+train_tool = load_tool('train.py')
+test_tool = load_tool('test.py')
 
 
 def _parse(tool, monkeypatch, *argv):
