@@ -44,7 +44,8 @@ OPTIM_WRAPPERS = Registry('optim wrapper', parent=MMDET_OPTIM_WRAPPERS, scope=SC
 OPTIM_WRAPPER_CONSTRUCTORS = Registry(
     'optimizer wrapper constructor', parent=MMDET_OPTIM_WRAPPER_CONSTRUCTORS, scope=SCOPE)
 PARAM_SCHEDULERS = Registry('parameter scheduler', parent=MMDET_PARAM_SCHEDULERS, scope=SCOPE)
-METRICS = Registry('metric', parent=MMDET_METRICS, scope=SCOPE)
+METRICS = Registry('metric', parent=MMDET_METRICS, scope=SCOPE,
+                   locations=['mmdeform.evaluation'])
 EVALUATOR = Registry('evaluator', parent=MMDET_EVALUATOR, scope=SCOPE)
 TASK_UTILS = Registry('task util', parent=MMDET_TASK_UTILS, scope=SCOPE,
                       locations=['mmdeform.models'])

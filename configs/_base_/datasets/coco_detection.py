@@ -68,11 +68,12 @@ val_dataloader = dict(
         backend_args=backend_args))
 test_dataloader = val_dataloader
 
+# mmdet's CocoMetric box AP, matched while the images arrive: the same numbers in flat memory
+# (mmdeform/evaluation). For result files (format_only, outfile_prefix) use type='CocoMetric'.
 val_evaluator = dict(
-    type='CocoMetric',
+    type='StreamingCocoMetric',
     ann_file=data_root + 'annotations/instances_val2017.json',
     metric='bbox',
-    format_only=False,
     backend_args=backend_args)
 test_evaluator = val_evaluator
 
