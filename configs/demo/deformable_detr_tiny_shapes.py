@@ -28,17 +28,23 @@ model = dict(
     bbox_head=dict(num_classes=5, embed_dims=embed_dims),
     test_cfg=dict(max_per_img=50))
 
-train_dataloader = dict(batch_size=4, num_workers=2)
+train_dataloader = dict(batch_size=8, num_workers=2)
 
 # A backbone trained from scratch learns at the full rate (the paper's x0.1 is for ImageNet
-# weights); a short schedule, with a step decay before its end.
+# weights). A schedule for 5 epochs rather than the paper's 50: 100 iterations of linear
+# warm-up, then a cosine decay to 1%. torch's fused AdamW: the same update, ~10% less time per
+# step on CPU than its per-parameter loop.
 optim_wrapper = dict(
-    optimizer=dict(lr=6e-4),
+    optimizer=dict(lr=1e-3, fused=True),
     paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1.0)}))
-max_epochs = 3
+max_epochs = 5
 train_cfg = dict(max_epochs=max_epochs, val_interval=1)
 param_scheduler = [
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[2], gamma=0.1)
+    dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
+    dict(type='CosineAnnealingLR', by_epoch=True, begin=0, end=max_epochs, eta_min_ratio=0.01,
+         convert_to_iter_based=True),
 ]
-auto_scale_lr = dict(base_batch_size=4)
+auto_scale_lr = dict(base_batch_size=8)
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=1, max_keep_ckpts=2))
+# A fixed seed: a run starts from the weights and data order of the one in docs/demo.md.
+randomness = dict(seed=0)

@@ -25,8 +25,9 @@ def test_equal_budget(configs):
     reference = configs['two_stage']
     for name, cfg in configs.items():
         assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=300, val_interval=100)
-        # the demo steps the lr after 2 of its 3 epochs: here after 200 of 300 iterations
-        assert cfg.param_scheduler[0].milestones == [200]
+        assert cfg.param_scheduler == reference.param_scheduler, name
+        for scheduler in cfg.param_scheduler:
+            assert not scheduler['by_epoch'] and scheduler.get('end', 0) <= 300, (name, scheduler)
         assert cfg.optim_wrapper == reference.optim_wrapper, name
         assert cfg.train_dataloader == reference.train_dataloader, name
         for key in ('depth', 'base_channels', 'init_cfg', 'frozen_stages', 'norm_eval'):
@@ -49,3 +50,18 @@ def test_detr_is_mmdets_with_the_demo_sizes(configs):
     assert detr.bbox_head.num_classes == configs['two_stage'].model.bbox_head.num_classes
     assert len(detr.encoder.layers) == configs['two_stage'].model.encoder.num_layers
     assert detr.bbox_head.embed_dims == configs['two_stage'].model.bbox_head.embed_dims
+
+
+def test_epoch_schedulers_are_stretched_to_the_iterations():
+    per_epoch = 100  # a 3-epoch schedule in 300 iterations
+    assert convergence.in_iterations(
+        dict(type='MultiStepLR', by_epoch=True, begin=0, end=3, milestones=[2], gamma=0.1),
+        per_epoch) == dict(type='MultiStepLR', by_epoch=False, begin=0, end=300,
+                           milestones=[200], gamma=0.1)
+    # by_epoch defaults to True in mmengine; converted, the per-iteration flag has no use
+    assert convergence.in_iterations(
+        dict(type='CosineAnnealingLR', begin=1, end=3, T_max=2, convert_to_iter_based=True),
+        per_epoch) == dict(type='CosineAnnealingLR', by_epoch=False, begin=100, end=300,
+                           T_max=200)
+    warmup = dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50)
+    assert convergence.in_iterations(warmup, per_epoch) == warmup

@@ -2,7 +2,7 @@
 mmdet's DETR and our Deformable DETR (plain, + iterative box refinement, + two-stage), at equal
 budget: the same data, batch, optimizer, schedule, backbone, width, depth and number of queries.
 
-``python tools/analysis_tools/convergence.py --iters 1500 --val-interval 250``
+``python tools/analysis_tools/convergence.py --iters 1250 --val-interval 250``
 
 Each model trains in its own process (tools/train.py) into WORK_DIR/<model>; a model whose run
 is complete is not trained again, so an interrupted study picks up where it stopped.
@@ -31,7 +31,7 @@ METRICS = ('coco/bbox_mAP', 'coco/bbox_mAP_50')
 def parse_args():
     parser = argparse.ArgumentParser(description='AP against iterations, DETR vs ours')
     parser.add_argument('--work-dir', default='work_dirs/convergence')
-    parser.add_argument('--iters', type=int, default=1500, help='training iterations per model')
+    parser.add_argument('--iters', type=int, default=1250, help='training iterations per model')
     parser.add_argument('--val-interval', type=int, default=250, help='iterations between evals')
     parser.add_argument('--models', nargs='+', default=list(MODELS), choices=list(MODELS))
     parser.add_argument('--out', default=None, help='the plot (default WORK_DIR/convergence.png)')
@@ -98,17 +98,32 @@ LABELS = {
 
 
 def iteration_budget(cfg, iters, val_interval):
-    """Train for ``iters`` iterations, evaluating every ``val_interval``, with the demo's lr step
-    at the same fraction of the schedule."""
-    epochs = cfg.train_cfg.max_epochs
-    milestones = [round(iters * m / epochs) for m in cfg.param_scheduler[0].milestones]
+    """Train for ``iters`` iterations, evaluating every ``val_interval``, with the demo's lr
+    schedule: its epoch-based schedulers stretched to the same fractions of the iterations,
+    its iteration-based ones (the warm-up) as they are."""
+    iters_per_epoch = iters / cfg.train_cfg.max_epochs
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=iters, val_interval=val_interval)
-    cfg.param_scheduler = [dict(type='MultiStepLR', by_epoch=False, begin=0, end=iters,
-                                milestones=milestones, gamma=cfg.param_scheduler[0].gamma)]
+    cfg.param_scheduler = [in_iterations(scheduler, iters_per_epoch)
+                           for scheduler in cfg.param_scheduler]
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False, interval=iters)
     cfg.default_hooks.logger.log_metric_by_epoch = False
     cfg.log_processor.by_epoch = False
     return cfg
+
+
+def in_iterations(scheduler, iters_per_epoch):
+    """An epoch-based mmengine scheduler config as an iteration-based one, ``iters_per_epoch``
+    iterations to an epoch."""
+    if not scheduler.get('by_epoch', True):
+        return scheduler
+    scheduler = dict(scheduler, by_epoch=False)
+    scheduler.pop('convert_to_iter_based', None)
+    for key in ('begin', 'end', 'T_max'):
+        if scheduler.get(key) is not None:
+            scheduler[key] = round(scheduler[key] * iters_per_epoch)
+    if 'milestones' in scheduler:
+        scheduler['milestones'] = [round(m * iters_per_epoch) for m in scheduler['milestones']]
+    return scheduler
 
 
 def train(name, cfg, work_dir):
