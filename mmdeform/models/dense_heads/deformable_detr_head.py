@@ -3,7 +3,6 @@ matched set losses (focal, L1, GIoU) with auxiliary losses, and top-k prediction
 import copy
 
 import torch
-from mmdet.models.layers.transformer.utils import inverse_sigmoid
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
 from mmdet.utils import reduce_mean
 from mmengine.model import BaseModule, bias_init_with_prob, constant_init
@@ -11,6 +10,8 @@ from mmengine.structures import InstanceData
 from torch import nn
 
 from mmdeform.registry import MODELS, TASK_UTILS
+
+from ..layers import refine_boxes
 
 
 @MODELS.register_module()
@@ -89,16 +90,8 @@ class DeformableDETRHead(BaseModule):
         classes, boxes = [], []
         for layer, hidden_state in enumerate(hidden_states):
             classes.append(self.cls_branches[layer](hidden_state))
-            boxes.append(self.refine(self.reg_branches[layer](hidden_state), references[layer]))
+            boxes.append(refine_boxes(references[layer], self.reg_branches[layer](hidden_state)))
         return torch.stack(classes), torch.stack(boxes)
-
-    @staticmethod
-    def refine(deltas, reference):
-        """Box = sigmoid(delta + inverse_sigmoid(reference)); a 2-d reference moves the centre."""
-        reference = inverse_sigmoid(reference)
-        if reference.shape[-1] == 2:
-            reference = torch.cat([reference, reference.new_zeros(reference.shape)], -1)
-        return (deltas + reference).sigmoid()
 
     def loss(self, hidden_states, references, enc_outputs_class, enc_outputs_coord,
              batch_data_samples):
@@ -186,7 +179,7 @@ class DeformableDETRHead(BaseModule):
         """Top-``max_per_img`` (query, class) pairs of the last decoder layer per image."""
         layer = len(hidden_states) - 1  # in two-stage the encoder's branches come after it
         logits = self.cls_branches[layer](hidden_states[layer])
-        boxes = self.refine(self.reg_branches[layer](hidden_states[layer]), references[layer])
+        boxes = refine_boxes(references[layer], self.reg_branches[layer](hidden_states[layer]))
         return [self.predict_single(l, b, s.metainfo, rescale)
                 for l, b, s in zip(logits, boxes, batch_data_samples)]
 

@@ -123,15 +123,16 @@ class DeformableDetrDecoder(BaseModule):
                           reference_points[:, :, None] * ratios[:, None], spatial_shapes,
                           level_start_index)
             if reg_branches is not None:
-                reference_points = self.refine(reference_points, reg_branches[i](query))
+                # detached: no gradient flows along the chain of references
+                reference_points = refine_boxes(reference_points, reg_branches[i](query)).detach()
             outputs.append(query)
             references.append(reference_points)
         return torch.stack(outputs), torch.stack(references)
 
-    @staticmethod
-    def refine(reference, delta):
-        """b_d = sigmoid(delta_d + sigmoid^-1(b_{d-1})), detached so that no gradient flows
-        along the chain of references. A 2-d reference only offsets delta's (x, y)."""
-        prior = inverse_sigmoid(reference)
-        prior = F.pad(prior, (0, delta.shape[-1] - prior.shape[-1]))
-        return (delta + prior).sigmoid().detach()
+
+def refine_boxes(reference, delta):
+    """Iterative box refinement: b_d = sigmoid(delta_d + sigmoid^-1(b_{d-1})). A 2-d reference
+    (x, y) only offsets delta's centre."""
+    prior = inverse_sigmoid(reference)
+    prior = F.pad(prior, (0, delta.shape[-1] - prior.shape[-1]))
+    return (delta + prior).sigmoid()
