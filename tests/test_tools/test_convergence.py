@@ -17,8 +17,8 @@ import convergence  # noqa: E402
 @pytest.fixture(scope='module')
 def configs():
     register_all_modules()
-    return {name: convergence.iteration_budget(make(), iters=300, val_interval=100)
-            for name, make in convergence.MODELS.items()}
+    return {name: convergence.study_config(name, iters=300, val_interval=100)
+            for name in convergence.MODELS}
 
 
 def test_equal_budget(configs):
@@ -65,3 +65,10 @@ def test_epoch_schedulers_are_stretched_to_the_iterations():
                            T_max=200)
     warmup = dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50)
     assert convergence.in_iterations(warmup, per_epoch) == warmup
+
+
+def test_cfg_options_reach_every_model():
+    for name in convergence.MODELS:
+        cfg = convergence.study_config(name, 300, 100, {'optim_wrapper.optimizer.lr': 1e-4})
+        assert cfg.optim_wrapper.optimizer.lr == 1e-4, name
+        assert cfg.optim_wrapper.optimizer.type == 'AdamW', name  # merged, not replaced

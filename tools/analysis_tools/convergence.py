@@ -16,7 +16,7 @@ import sys
 import matplotlib
 
 matplotlib.use('Agg')  # files only, no display needed
-from mmengine.config import Config  # noqa: E402
+from mmengine.config import Config, DictAction  # noqa: E402
 
 from mmdeform.utils import read_scalars  # noqa: E402
 
@@ -35,6 +35,9 @@ def parse_args():
     parser.add_argument('--val-interval', type=int, default=250, help='iterations between evals')
     parser.add_argument('--models', nargs='+', default=list(MODELS), choices=list(MODELS))
     parser.add_argument('--out', default=None, help='the plot (default WORK_DIR/convergence.png)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
+                        help='config changes (key=value) for every model, e.g. '
+                        'optim_wrapper.optimizer.lr=1e-4')
     return parser.parse_args()
 
 
@@ -97,6 +100,13 @@ LABELS = {
 }
 
 
+def study_config(name, iters, val_interval, cfg_options=None):
+    """The config model ``name`` trains with: at the budget, with ``cfg_options`` applied."""
+    cfg = iteration_budget(MODELS[name](), iters, val_interval)
+    cfg.merge_from_dict(cfg_options or {})
+    return cfg
+
+
 def iteration_budget(cfg, iters, val_interval):
     """Train for ``iters`` iterations, evaluating every ``val_interval``, with the demo's lr
     schedule: its epoch-based schedulers stretched to the same fractions of the iterations,
@@ -145,7 +155,7 @@ def main():
     args = parse_args()
     runs = []
     for name in args.models:
-        cfg = iteration_budget(MODELS[name](), args.iters, args.val_interval)
+        cfg = study_config(name, args.iters, args.val_interval, args.cfg_options)
         curves = read_scalars(train(name, cfg, args.work_dir))
         runs.append((LABELS[name], curves))
         print(f'{LABELS[name]}: ' + ', '.join(
