@@ -3,7 +3,6 @@
 The inference speed (images/s, ms/image) is reported next to the metrics.
 """
 import argparse
-import os
 import os.path as osp
 
 from mmdet.engine.hooks.utils import trigger_visualization_hook
@@ -12,7 +11,8 @@ from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine.runner import Runner
 
 from mmdeform.registry import RUNNERS
-from mmdeform.utils import add_run_arguments, load_run_config, setup_cpu_distributed
+from mmdeform.utils import (add_run_arguments, load_run_config, parse_run_arguments,
+                            setup_cpu_distributed)
 
 
 def parse_args():
@@ -30,16 +30,12 @@ def parse_args():
         'automatically saved to the work_dir/timestamp/show_dir')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     add_run_arguments(parser)
-    args = parser.parse_args()
-    if not osp.isfile(args.config):
-        parser.error(f'config file {args.config} does not exist')
+    args = parse_run_arguments(parser)
     # URLs (https://, torchvision://, s3://, ...) are mmengine's to fetch.
     if '://' not in args.checkpoint and not osp.isfile(args.checkpoint):
         parser.error(f'checkpoint file {args.checkpoint} does not exist')
     if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
         parser.error(f'--out must be a .pkl or .pickle file, got {args.out}')
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
 

@@ -1,6 +1,5 @@
 """Train a detector: ``python tools/train.py CONFIG [options]`` (see ``--help``)."""
 import argparse
-import os
 import os.path as osp
 
 import torch
@@ -9,7 +8,8 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmdeform.registry import RUNNERS
-from mmdeform.utils import add_run_arguments, load_run_config, setup_cpu_distributed
+from mmdeform.utils import (add_run_arguments, load_run_config, parse_run_arguments,
+                            setup_cpu_distributed)
 
 
 def parse_args():
@@ -32,14 +32,10 @@ def parse_args():
         help='If specify checkpoint path, resume from it, while if not specify, try to auto '
         'resume from the latest checkpoint in the work directory.')
     add_run_arguments(parser)
-    args = parser.parse_args()
-    if not osp.isfile(args.config):
-        parser.error(f'config file {args.config} does not exist')
+    args = parse_run_arguments(parser)
     if args.resume not in (None, 'auto') and '://' not in args.resume \
             and not osp.isfile(args.resume):
         parser.error(f'checkpoint to resume from {args.resume} does not exist')
-    if 'LOCAL_RANK' not in os.environ:
-        os.environ['LOCAL_RANK'] = str(args.local_rank)
     return args
 
 

@@ -1,4 +1,5 @@
 """Registration of mmdeform's modules and set-up of the run environment for the tools."""
+import argparse
 import datetime
 import os
 import os.path as osp
@@ -74,6 +75,17 @@ def add_run_arguments(parser) -> None:
         action='store_true',
         help='use deterministic algorithms where torch has them (sets '
         'randomness.deterministic); with --seed, two CPU runs give bit-identical results')
+
+
+def parse_run_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse a tools/train.py or tools/test.py command line (``parser`` has a ``config``
+    argument and :func:`add_run_arguments`'s): a missing config file is a usage error, and
+    ``--local_rank`` becomes LOCAL_RANK where the launcher did not set it (torchrun does)."""
+    args = parser.parse_args()
+    if not osp.isfile(args.config):
+        parser.error(f'config file {args.config} does not exist')
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
 
 
 def load_run_config(args) -> Config:
