@@ -1,6 +1,7 @@
 """Peak memory of an evaluation against the number of images it covers.
 
 ``python tools/analysis_tools/eval_memory.py CONFIG CHECKPOINT --num-images 250 1000 4000``
+(``--cfg-options test_evaluator.type=CocoMetric`` measures mmdet's metric instead)
 
 For each count, writes that many shapes images (mmdeform.datasets.shapes, the val split of a
 dataset of its own under WORK_DIR) and runs tools/test.py on them in a fresh process, with the
@@ -31,15 +32,17 @@ def parse_args():
     parser.add_argument('checkpoint')
     parser.add_argument('--num-images', type=int, nargs='+', default=[250, 1000, 4000])
     parser.add_argument('--work-dir', default='work_dirs/eval_memory')
+    parser.add_argument('--cfg-options', nargs='+', default=[],
+                        help='more key=value config changes passed to tools/test.py')
     return parser.parse_args()
 
 
-def peak_rss_mb(config, checkpoint, data_root, work_dir):
+def peak_rss_mb(config, checkpoint, data_root, work_dir, cfg_options=()):
     test = [sys.executable, osp.join(ROOT, 'tools/test.py'), config, checkpoint,
             '--work-dir', work_dir,
             '--cfg-options', f'test_dataloader.dataset.data_root={data_root}',
             'test_dataloader.num_workers=0', 'test_dataloader.persistent_workers=False',
-            f'test_evaluator.ann_file={data_root}/annotations/instances_val.json']
+            f'test_evaluator.ann_file={data_root}/annotations/instances_val.json', *cfg_options]
     peak_file = osp.join(work_dir, 'peak_rss_kb')
     os.makedirs(work_dir, exist_ok=True)
     subprocess.run([sys.executable, '-c', _PEAK_RSS_OF, peak_file, *test], check=True)
@@ -55,7 +58,7 @@ def main():
         if not osp.isfile(osp.join(data_root, 'annotations/instances_val.json')):
             generate_split(data_root, 'val', num)
         peak = peak_rss_mb(args.config, args.checkpoint, data_root,
-                           osp.join(args.work_dir, f'run_{num}'))
+                           osp.join(args.work_dir, f'run_{num}'), args.cfg_options)
         rows.append((num, peak))
         print(f'{num} images: peak RSS {peak:.0f} MB', flush=True)
     print('| images | peak RSS (MB) |\n|---:|---:|')
