@@ -45,6 +45,9 @@ class StreamingCocoMetric(CocoMetric):
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f'chunk_size must be a positive integer, got {chunk_size!r}')
         super().__init__(ann_file=ann_file, metric='bbox', **kwargs)
+        unknown = set(self.metric_items or ()) - set(STATS)
+        if unknown:  # checked now, not after a whole evaluation
+            raise ValueError(f'metric_items {sorted(unknown)}: StreamingCocoMetric has {STATS}')
         self.ann_file = ann_file
         self.chunk_size = chunk_size
         self._pending = []  # (img_id, bboxes, scores, labels) of images not matched yet
@@ -98,9 +101,6 @@ class StreamingCocoMetric(CocoMetric):
         coco_eval.eval = accumulate(results, coco_eval.params)
         coco_eval.summarize()
         metric_items = self.metric_items or STATS
-        unknown = set(metric_items) - set(STATS)
-        if unknown:
-            raise KeyError(f'metric_items {sorted(unknown)}: StreamingCocoMetric has {STATS}')
         eval_results = self._classwise(coco_eval.eval['precision']) if self.classwise else {}
         eval_results.update({
             f'bbox_{item}': float(f'{round(coco_eval.stats[STATS.index(item)], 3)}')

@@ -147,6 +147,7 @@ def test_built_from_config_and_records_are_compact(dataset):
     (dict(metric='segm'), 'metric="bbox" only'),
     (dict(format_only=True, outfile_prefix='x'), 'writes no result files'),
     (dict(chunk_size=0), 'chunk_size must be a positive integer'),
+    (dict(metric_items=['mAP', 'AR@100']), r"metric_items \['AR@100'\]: StreamingCocoMetric has"),
 ])
 def test_unsupported_arguments_are_named(dataset, kwargs, message):
     with pytest.raises(ValueError, match=message):
