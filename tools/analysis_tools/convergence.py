@@ -37,7 +37,8 @@ def parse_args():
     parser.add_argument('--out', default=None, help='the plot (default WORK_DIR/convergence.png)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, default={},
                         help='config changes (key=value) for every model, e.g. '
-                        'optim_wrapper.optimizer.lr=1e-4')
+                        'optim_wrapper.optimizer.lr=1e-4; give them another --work-dir, as '
+                        'a model trained there already is not trained again')
     return parser.parse_args()
 
 
