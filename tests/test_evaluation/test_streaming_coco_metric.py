@@ -41,7 +41,7 @@ def write_dataset(path, rng, num_images=23):
                                     iscrowd=int(rng.random() < 0.1)))
             if rng.random() < 0.8:
                 jitter = rng.normal(0, 0.1 * min(box[2:]), 4)
-                detections.append((img_id, box[:2] + np.array(box[2:]) * 0 + jitter[:2],
+                detections.append((img_id, np.array(box[:2]) + jitter[:2],
                                    np.array(box[2:]) + jitter[2:],
                                    category if rng.random() < 0.8 else int(rng.choice(CAT_IDS))))
         for _ in range(rng.integers(0, 15)):
