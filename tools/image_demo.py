@@ -6,6 +6,7 @@ names and palette of the checkpoint, else of the config's test dataset.
 """
 import argparse
 
+import mmdeform  # noqa: F401  (first: it stands in for mmcv-lite's missing mmcv._ext)
 import mmcv
 from mmengine.registry import DefaultScope
 

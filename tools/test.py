@@ -5,6 +5,7 @@ The inference speed (images/s, ms/image) is reported next to the metrics.
 import argparse
 import os.path as osp
 
+import mmdeform  # noqa: F401  (first: it stands in for mmcv-lite's missing mmcv._ext)
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmdet.utils import setup_cache_size_limit_of_dynamo

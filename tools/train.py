@@ -3,6 +3,7 @@ import argparse
 import os.path as osp
 
 import torch
+import mmdeform  # noqa: F401  (first: it stands in for mmcv-lite's missing mmcv._ext)
 from mmdet.utils import setup_cache_size_limit_of_dynamo
 from mmengine.logging import print_log
 from mmengine.runner import Runner

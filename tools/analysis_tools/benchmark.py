@@ -29,6 +29,7 @@ import time
 from typing import Callable, NamedTuple
 
 import torch
+import mmdeform  # noqa: F401  (first: it stands in for mmcv-lite's missing mmcv._ext)
 from mmdet.structures import DetDataSample
 from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper

@@ -16,6 +16,7 @@ import sys
 import matplotlib
 
 matplotlib.use('Agg')  # files only, no display needed
+import mmdeform  # noqa: F401  (first: it stands in for mmcv-lite's missing mmcv._ext)
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from mmdeform.utils import read_scalars  # noqa: E402

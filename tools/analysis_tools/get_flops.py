@@ -9,6 +9,7 @@ its pretrained weights: nothing is downloaded, and the counts do not depend on t
 import argparse
 import os.path as osp
 
+import mmdeform  # noqa: F401  (first: it stands in for mmcv-lite's missing mmcv._ext)
 from mmengine.config import Config, DictAction
 from mmengine.registry import DefaultScope
 
