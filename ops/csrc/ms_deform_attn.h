@@ -67,12 +67,48 @@ MSDA_HOST_DEVICE bool bilinear_corners(T loc_x, T loc_y, int64_t H, int64_t W,
   return true;
 }
 
-// Validates every argument (rank, sizes, dtype, device, contiguity, and the consistency of
-// spatial_shapes, level_start_index and value's length) with errors that name the argument.
-// grad_output is checked when defined (backward).
-void check_inputs(const at::Tensor& value, const at::Tensor& spatial_shapes,
-                  const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
-                  const at::Tensor& attention_weights, const at::Tensor& grad_output = {});
+// The level layout decides every memory read: each level's (H, W) must be positive,
+// level_start_index the exclusive cumsum of H * W, and the levels must fill value's S positions.
+// `fail(format, ...)` reports a violation printf-style and does not return: a TORCH_CHECK on
+// the host, a trap on the GPU (whose kernels check the layout where it lies, in device memory,
+// since reading it on the host would synchronize with the device).
+template <typename Fail>
+MSDA_HOST_DEVICE void check_level_layout(const int64_t* hw, const int64_t* start, int64_t L,
+                                         int64_t S, const Fail& fail) {
+  using ll = long long;
+  int64_t expected_start = 0;
+  for (int64_t l = 0; l < L; ++l) {
+    const int64_t H = hw[2 * l], W = hw[2 * l + 1];
+    if (!(H >= 1 && W >= 1)) {
+      return fail("ms_deform_attn: spatial_shapes[%lld] = (%lld, %lld) must be positive (H, W)",
+                  ll(l), ll(H), ll(W));
+    }
+    if (start[l] != expected_start) {
+      return fail("ms_deform_attn: level_start_index[%lld] = %lld but the levels before it in "
+                  "spatial_shapes hold %lld positions (level_start_index must be the exclusive "
+                  "cumsum of H * W)", ll(l), ll(start[l]), ll(expected_start));
+    }
+    if (!(H <= S && W <= S && H * W <= S - expected_start)) {
+      return fail("ms_deform_attn: spatial_shapes hold more positions than value's length S=%lld",
+                  ll(S));
+    }
+    expected_start += H * W;
+  }
+  if (expected_start != S) {
+    return fail("ms_deform_attn: value has S=%lld positions but spatial_shapes hold "
+                "sum(H * W) = %lld", ll(S), ll(expected_start));
+  }
+}
+
+// Validates every argument's rank, sizes, dtype, device and contiguity with errors that name
+// the argument; grad_output is checked when defined (backward). Reads no tensor data.
+void check_arguments(const at::Tensor& value, const at::Tensor& spatial_shapes,
+                     const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
+                     const at::Tensor& attention_weights, const at::Tensor& grad_output = {});
+
+// check_level_layout on CPU tensors, with the same messages as TORCH_CHECK errors.
+void check_level_layout_on_host(const at::Tensor& spatial_shapes,
+                                const at::Tensor& level_start_index, int64_t S);
 
 at::Tensor ms_deform_attn_forward_cpu(const at::Tensor& value, const at::Tensor& spatial_shapes,
                                       const at::Tensor& level_start_index,

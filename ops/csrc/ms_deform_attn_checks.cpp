@@ -4,6 +4,8 @@
 
 #include <ATen/ATen.h>
 
+#include <cstdio>
+
 namespace mmdeform {
 namespace {
 
@@ -29,9 +31,9 @@ void check_int64(const at::Tensor& t, const char* name) {
 
 }  // namespace
 
-void check_inputs(const at::Tensor& value, const at::Tensor& spatial_shapes,
-                  const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
-                  const at::Tensor& attention_weights, const at::Tensor& grad_output) {
+void check_arguments(const at::Tensor& value, const at::Tensor& spatial_shapes,
+                     const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
+                     const at::Tensor& attention_weights, const at::Tensor& grad_output) {
   check_tensor(value, "value", 4, value);
   TORCH_CHECK(at::isFloatingType(value.scalar_type()),
               "ms_deform_attn: value must be a floating point tensor, got ", value.scalar_type());
@@ -44,7 +46,7 @@ void check_inputs(const at::Tensor& value, const at::Tensor& spatial_shapes,
   check_tensor(attention_weights, "attention_weights", 5, value);
   check_float(attention_weights, "attention_weights", value);
 
-  const int64_t N = value.size(0), S = value.size(1), M = value.size(2), D = value.size(3);
+  const int64_t N = value.size(0), M = value.size(2), D = value.size(3);
   const int64_t L = spatial_shapes.size(0);
   TORCH_CHECK(L >= 1 && spatial_shapes.size(1) == 2,
               "ms_deform_attn: spatial_shapes must have shape (L, 2) with L >= 1, got ",
@@ -66,27 +68,19 @@ void check_inputs(const at::Tensor& value, const at::Tensor& spatial_shapes,
                 "ms_deform_attn: grad_output must have shape (", N, ", ", Lq, ", ", M * D,
                 "), got ", grad_output.sizes());
   }
+}
 
-  // The level layout decides every memory read, so check it against value's length.
-  // (Two tiny tensors; on CUDA this costs one small device-to-host copy.)
-  const at::Tensor shapes = spatial_shapes.cpu();
-  const at::Tensor starts = level_start_index.cpu();
-  const int64_t* hw = shapes.data_ptr<int64_t>();
-  const int64_t* start = starts.data_ptr<int64_t>();
-  int64_t expected_start = 0;
-  for (int64_t l = 0; l < L; ++l) {
-    const int64_t H = hw[2 * l], W = hw[2 * l + 1];
-    TORCH_CHECK(H >= 1 && W >= 1, "ms_deform_attn: spatial_shapes[", l, "] = (", H, ", ", W,
-                ") must be positive (H, W)");
-    TORCH_CHECK(start[l] == expected_start, "ms_deform_attn: level_start_index[", l, "] = ",
-                start[l], " but the levels before it in spatial_shapes hold ", expected_start,
-                " positions (level_start_index must be the exclusive cumsum of H * W)");
-    TORCH_CHECK(H <= S && W <= S && H * W <= S - expected_start,
-                "ms_deform_attn: spatial_shapes hold more positions than value's length S=", S);
-    expected_start += H * W;
-  }
-  TORCH_CHECK(expected_start == S, "ms_deform_attn: value has S=", S,
-              " positions but spatial_shapes hold sum(H * W) = ", expected_start);
+void check_level_layout_on_host(const at::Tensor& spatial_shapes,
+                                const at::Tensor& level_start_index, int64_t S) {
+  TORCH_CHECK(spatial_shapes.is_cpu() && level_start_index.is_cpu(),
+              "ms_deform_attn: the level layout can only be checked on the host for CPU tensors");
+  const auto fail = [](const char* format, auto... args) {
+    char message[320];
+    std::snprintf(message, sizeof(message), format, args...);
+    TORCH_CHECK(false, message);
+  };
+  check_level_layout(spatial_shapes.const_data_ptr<int64_t>(),
+                     level_start_index.const_data_ptr<int64_t>(), spatial_shapes.size(0), S, fail);
 }
 
 }  // namespace mmdeform

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from cuda_emulation import NO_CAP, emulated_ms_deform_attn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -61,6 +62,20 @@ def problems(draw, dtype=torch.float64):
     return Problem(inputs, on_grid)
 
 
+# The CPU kernel, and the CUDA kernels emulated on the CPU under a random launch: a grid capped
+# at a few blocks (grid-stride loops wrap), shuffled blocks and threads, 64-bit indices.
+launches = st.fixed_dictionaries(dict(max_blocks=st.sampled_from([1, 2, 3, NO_CAP]),
+                                      seed=st.one_of(st.none(), st.integers(0, 1000)),
+                                      force_int64=st.booleans()))
+ops = pytest.mark.parametrize('emulated', [False, True], ids=['cpu', 'emulated'])
+
+
+def the_op(emulated, launch):
+    if not emulated:
+        return ms_deform_attn
+    return lambda *inputs: emulated_ms_deform_attn(*inputs, **launch)
+
+
 def far_outside_where_non_finite(inputs):
     """The inputs with every NaN/infinite location moved far outside the maps, where it reads
     zeros: what the op must compute from them (as the reference computes it, without relying on
@@ -69,11 +84,12 @@ def far_outside_where_non_finite(inputs):
     return [value, shapes, starts, locations.nan_to_num(-10.0, -10.0, -10.0), weights]
 
 
+@ops
 @settings(max_examples=150)
-@given(problem=problems())
-def test_forward_matches_reference(problem):
+@given(problem=problems(), launch=launches)
+def test_forward_matches_reference(emulated, problem, launch):
     inputs = problem.inputs
-    out = ms_deform_attn(*inputs)
+    out = the_op(emulated, launch)(*inputs)
     value, locations = inputs[0], inputs[3]
     assert out.shape == (value.shape[0], locations.shape[1], value.shape[2] * value.shape[3])
     expected = ms_deform_attn_reference(*far_outside_where_non_finite(inputs))
@@ -97,14 +113,21 @@ def gradients(fn, inputs, grad_output):
     return [leaves[i].grad for i in differentiable]
 
 
+@ops
 @settings(max_examples=100)
-@given(problem=problems(), seed=st.integers(0, 2**31 - 1))
-def test_backward_matches_reference(problem, seed):
+@given(problem=problems(), seed=st.integers(0, 2**31 - 1), launch=launches,
+       deterministic=st.booleans())
+def test_backward_matches_reference(emulated, problem, seed, launch, deterministic):
     inputs = problem.inputs
     value, locations = inputs[0], inputs[3]
     grad_output = torch.randn(value.shape[0], locations.shape[1], value.shape[2] * value.shape[3],
                               generator=torch.Generator().manual_seed(seed), dtype=value.dtype)
-    grad_value, grad_locations, grad_weights = gradients(ms_deform_attn, inputs, grad_output)
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        grad_value, grad_locations, grad_weights = gradients(the_op(emulated, launch), inputs,
+                                                             grad_output)
+    finally:
+        torch.use_deterministic_algorithms(False)
     expected = gradients(ms_deform_attn_reference, far_outside_where_non_finite(inputs),
                          grad_output)
     torch.testing.assert_close(grad_value, expected[0], atol=1e-10, rtol=0)
@@ -120,9 +143,12 @@ def test_backward_matches_reference(problem, seed):
 BREAKAGES = ('value length', 'start index', 'empty level', 'negative size')
 
 
+@ops
 @settings(max_examples=60)
-@given(problem=problems(), breakage=st.sampled_from(BREAKAGES), amount=st.integers(1, 3))
-def test_inconsistent_level_layout_raises_naming_the_argument(problem, breakage, amount):
+@given(problem=problems(), breakage=st.sampled_from(BREAKAGES), amount=st.integers(1, 3),
+       launch=launches)
+def test_inconsistent_level_layout_raises_naming_the_argument(emulated, problem, breakage,
+                                                              amount, launch):
     value, shapes, starts, locations, weights = problem.inputs
     if breakage == 'value length':
         value = torch.cat([value, value.new_zeros(value.shape[0], amount, *value.shape[2:])], 1)
@@ -132,4 +158,4 @@ def test_inconsistent_level_layout_raises_naming_the_argument(problem, breakage,
         shapes = shapes.clone()
         shapes[-1, amount % 2] = 0 if breakage == 'empty level' else -amount
     with pytest.raises(RuntimeError, match=r'ms_deform_attn: .*(spatial_shapes|level_start_index)'):
-        ms_deform_attn(value, shapes, starts, locations, weights)
+        the_op(emulated, launch)(value, shapes, starts, locations, weights)

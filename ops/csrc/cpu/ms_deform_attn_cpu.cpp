@@ -249,7 +249,8 @@ at::Tensor ms_deform_attn_forward_cpu(const at::Tensor& value, const at::Tensor&
                                       const at::Tensor& level_start_index,
                                       const at::Tensor& sampling_locations,
                                       const at::Tensor& attention_weights) {
-  check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
+  check_arguments(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
+  check_level_layout_on_host(spatial_shapes, level_start_index, value.size(1));
   at::Tensor out = at::empty({value.size(0), sampling_locations.size(1), value.size(2) * value.size(3)},
                              value.options());
   if (out.numel() == 0) return out;
@@ -270,8 +271,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ms_deform_attn_backward_cpu(
     const at::Tensor& grad_output, const at::Tensor& value, const at::Tensor& spatial_shapes,
     const at::Tensor& level_start_index, const at::Tensor& sampling_locations,
     const at::Tensor& attention_weights) {
-  check_inputs(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
-               grad_output);
+  check_arguments(value, spatial_shapes, level_start_index, sampling_locations, attention_weights,
+                  grad_output);
+  check_level_layout_on_host(spatial_shapes, level_start_index, value.size(1));
   // Reduced-precision value gradients are accumulated in fp32 and rounded once at the end.
   const auto acc_dtype = at::toOpMathType(value.scalar_type());
   at::Tensor grad_value = at::zeros(value.sizes(), value.options().dtype(acc_dtype));
