@@ -15,10 +15,11 @@ except ImportError as error:  # not built: every device falls back to the refere
                   'pure-PyTorch reference. Run `make install` to build it.')
     KERNEL_DEVICES = frozenset()
 else:
+    # and 'meta' (shapes without data, e.g. to trace a model): the fake kernel registered below.
     KERNEL_DEVICES = frozenset(
         device for device, key in (('cpu', 'CPU'), ('cuda', 'CUDA'))
         if torch._C._dispatch_has_kernel_for_dispatch_key(
-            'mmdeform::ms_deform_attn_forward', key))
+            'mmdeform::ms_deform_attn_forward', key)) | {'meta'}
 
 
 # Set only by ``reference_forward()``: a plain module global, which torch.compile can guard on.

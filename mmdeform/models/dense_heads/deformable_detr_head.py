@@ -187,10 +187,13 @@ class DeformableDETRHead(BaseModule):
         scores, index = logits.sigmoid().flatten().topk(min(self.max_per_img, logits.numel()))
         labels = index % self.num_classes
         boxes = bbox_cxcywh_to_xyxy(boxes[index // self.num_classes])
+        # Scaled by Python numbers, column by column: a tensor of them would be a blocking
+        # host-to-device copy on a GPU.
         width, height = self.image_size(img_meta)
-        boxes = boxes * boxes.new_tensor([width, height, width, height])
-        boxes[:, 0::2] = boxes[:, 0::2].clamp(min=0, max=width)
-        boxes[:, 1::2] = boxes[:, 1::2].clamp(min=0, max=height)
+        boxes[:, 0::2] = (boxes[:, 0::2] * width).clamp(min=0, max=width)
+        boxes[:, 1::2] = (boxes[:, 1::2] * height).clamp(min=0, max=height)
         if rescale:
-            boxes = boxes / boxes.new_tensor(img_meta['scale_factor']).repeat(2)
+            x_scale, y_scale = img_meta['scale_factor']
+            boxes[:, 0::2] /= x_scale
+            boxes[:, 1::2] /= y_scale
         return InstanceData(bboxes=boxes, scores=scores, labels=labels)

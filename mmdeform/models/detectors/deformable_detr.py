@@ -127,8 +127,9 @@ class DeformableDETR(BaseDetector):
                for level, mask in enumerate(masks)]
         flat = [f.flatten(2).transpose(1, 2) for f in feats]  # (N, H*W, C)
         pos = [p.flatten(2).transpose(1, 2) for p in pos]
-        spatial_shapes = torch.tensor([f.shape[-2:] for f in feats], dtype=torch.long,
-                                      device=feats[0].device)
+        # Made on the host and copied without making the host wait for the device.
+        spatial_shapes = torch.tensor([f.shape[-2:] for f in feats], dtype=torch.long).to(
+            feats[0].device, non_blocking=True)
         valid_ratios = torch.stack([valid_ratio(mask) for mask in masks], 1)
         return (torch.cat(flat, 1), torch.cat(pos, 1), torch.cat([m.flatten(1) for m in masks], 1),
                 spatial_shapes, valid_ratios)
@@ -200,7 +201,9 @@ def valid_size(mask):
 
 def valid_ratio(mask):
     """(N, 2): the unpadded fraction (w, h) of a level."""
-    return valid_size(mask) / mask.new_tensor(mask.shape[:0:-1], dtype=torch.float)
+    height, width = mask.shape[1:]
+    valid_width, valid_height = valid_size(mask).unbind(-1)
+    return torch.stack([valid_width / width, valid_height / height], -1)
 
 
 def pixel_proposals(mask, spatial_shapes, valid_sizes):
