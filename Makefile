@@ -13,7 +13,7 @@ CUDA_ARCHS ?= 8.0;9.0
 NATIVE_SOURCES := setup.py $(wildcard ops/csrc/*.h ops/csrc/*.cpp ops/csrc/cpu/*.cpp ops/csrc/cuda/*.cu)
 EXT := mmdeform/_C$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 
-.PHONY: install demo test test-ops check-cuda-build benchmark clean
+.PHONY: install demo test test-ops check-cuda-build gpu-check benchmark clean
 
 install: $(VENV)/.installed-dev $(EXT)
 
@@ -72,6 +72,13 @@ check-cuda-build:
 	FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$(CUDA_ARCHS)" MAX_JOBS=2 $(CUDA_VENV)/bin/python setup.py \
 	  build_ext --build-temp build-cuda/temp --build-lib build-cuda/lib; \
 	$(CUDA_VENV)/bin/python tools/misc/check_cuda_build.py build-cuda/lib "$(CUDA_ARCHS)"
+
+# On a machine with a GPU (torch with CUDA and nvcc; no network, no mmcv/mmengine/mmdet needed):
+# builds the op for the local GPU, runs the CUDA tests, compute-sanitizer, the no-sync check and
+# the timings, with logs and JSON in GPU_CHECK_DIR (tools/misc/gpu_check.sh).
+GPU_CHECK_DIR ?= gpu-check
+gpu-check:
+	PYTHON=$(PYTHON) tools/misc/gpu_check.sh $(GPU_CHECK_DIR)
 
 benchmark: install
 	$(PY) tools/analysis_tools/benchmark_msda.py

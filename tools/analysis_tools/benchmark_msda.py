@@ -36,7 +36,7 @@ def implementations():
     }
 
 
-def make_inputs(stage, device):
+def make_inputs(stage, device, batch=BATCH):
     from mmdeform.ops import level_start_index
     generator = torch.Generator().manual_seed(0)
     shapes = torch.tensor(LEVELS)
@@ -48,10 +48,10 @@ def make_inputs(stage, device):
     else:
         reference = torch.rand(QUERIES[stage], 2, generator=generator)
     queries, levels = reference.shape[0], len(LEVELS)
-    offsets = 2 * torch.randn(BATCH, queries, HEADS, levels, POINTS, 2, generator=generator)
+    offsets = 2 * torch.randn(batch, queries, HEADS, levels, POINTS, 2, generator=generator)
     locations = reference[None, :, None, None, None] + offsets / shapes.flip(-1)[:, None]
-    value = torch.randn(BATCH, pixels.shape[0], HEADS, HEAD_DIMS, generator=generator)
-    weights = torch.randn(BATCH, queries, HEADS, levels, POINTS, generator=generator)
+    value = torch.randn(batch, pixels.shape[0], HEADS, HEAD_DIMS, generator=generator)
+    weights = torch.randn(batch, queries, HEADS, levels, POINTS, generator=generator)
     weights = weights.flatten(-2).softmax(-1).view_as(weights)
     return [t.to(device) for t in (value, shapes, level_start_index(shapes), locations, weights)]
 
