@@ -19,7 +19,7 @@ BACKENDS = {
 
 
 def raw_backward(backend):
-    """The backward op itself (grad_output, value, ...) -> three gradients, unchecked by autograd."""
+    """The backward op itself: (grad_output, value, ...) -> three gradients, no autograd."""
     if backend == 'emulated':
         return lambda *args: emulated_ops().ms_deform_attn_backward(*args, NO_CAP, -1, False)
     return torch.ops.mmdeform.ms_deform_attn_backward

@@ -128,30 +128,21 @@ def check_against_reference(result, exact_inputs, exact_grad, deterministic=Fals
         assert_within(name, got, want, magnitude[name], relative[name])
 
 
-@backends
+@pytest.mark.parametrize('backend, deterministic', [
+    ('cpu', False), ('emulated', False), ('emulated', True),
+    pytest.param('cuda', False, marks=requires_cuda),
+    pytest.param('cuda', True, marks=requires_cuda)],
+    ids=['cpu', 'emulated-fast', 'emulated-deterministic', 'cuda-fast', 'cuda-deterministic'])
 @dtypes
 @cases
-def test_kernels_match_the_reference(backend, dtype, case):
+def test_kernels_match_the_reference(backend, deterministic, dtype, case):
     op, device = BACKENDS[backend]
-    exact_inputs, exact_grad = make_problem(*case)
-    inputs, grad_output = rounded(exact_inputs, dtype), exact_grad.to(dtype)
-    exact_inputs = [t.double() if t.is_floating_point() else t for t in inputs]
-    exact_grad = grad_output.double()
-    result = run(op, to(inputs, device), grad_output.to(device))
-    check_against_reference(result, exact_inputs, exact_grad)
-
-
-@gpu_backends
-@dtypes
-@cases
-def test_deterministic_backward_matches_the_reference(backend, dtype, case):
-    op, device = BACKENDS[backend]
-    exact_inputs, exact_grad = make_problem(*case)
-    inputs, grad_output = rounded(exact_inputs, dtype), exact_grad.to(dtype)
-    exact_inputs = [t.double() if t.is_floating_point() else t for t in inputs]
-    with deterministic_algorithms(True):
+    inputs, grad_output = make_problem(*case)
+    inputs, grad_output = rounded(inputs, dtype), grad_output.to(dtype)
+    with deterministic_algorithms(deterministic):
         result = run(op, to(inputs, device), grad_output.to(device))
-    check_against_reference(result, exact_inputs, grad_output.double(), deterministic=True)
+    exact_inputs = [t.double() if t.is_floating_point() else t for t in inputs]
+    check_against_reference(result, exact_inputs, grad_output.double(), deterministic)
 
 
 # Many samples on a small map: each value-gradient element sums hundreds of terms.
