@@ -199,13 +199,13 @@ def test_emulated_forward_without_aligned_vectors_gives_the_same_bits():
 
 @backends
 @pytest.mark.parametrize('deterministic', [False, True], ids=['fast', 'deterministic'])
-@pytest.mark.parametrize('empty', ['batch', 'queries', 'head dims'])
+@pytest.mark.parametrize('empty', ['batch', 'queries', 'head dims', 'points'])
 def test_empty_inputs(backend, deterministic, empty):
     op, device = BACKENDS[backend]
-    sizes = dict(batch=2, queries=4, head_dims=4)
+    sizes = dict(batch=2, queries=4, head_dims=4, points=2)
     sizes[empty.replace(' ', '_')] = 0
     inputs, grad_output = make_problem(sizes['batch'], [(3, 3), (1, 2)], 2, sizes['head_dims'],
-                                       sizes['queries'], 2, 1.0)
+                                       sizes['queries'], sizes['points'])
     with deterministic_algorithms(deterministic and backend != 'cpu'):
         out, grad_value, grad_locations, grad_weights = run(op, to(inputs, device),
                                                             grad_output.to(device))

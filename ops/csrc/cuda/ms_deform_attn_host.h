@@ -81,8 +81,8 @@ at::Tensor forward(const Launcher& launch, const at::Tensor& value,
                    const at::Tensor& sampling_locations, const at::Tensor& attention_weights) {
   check_arguments(value, spatial_shapes, level_start_index, sampling_locations, attention_weights);
   launch_layout_check(launch, spatial_shapes, level_start_index, value.size(1));
-  at::Tensor out = at::empty({value.size(0), sampling_locations.size(1), value.size(2) * value.size(3)},
-                             value.options());
+  at::Tensor out = at::empty(
+      {value.size(0), sampling_locations.size(1), value.size(2) * value.size(3)}, value.options());
   if (out.numel() == 0) return out;
   const bool int64_indices =
       launch.force_int64 || !fits_int32({value.numel(), sampling_locations.numel(), out.numel()});
@@ -141,18 +141,20 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
   const auto acc_options = value.options().dtype(at::toOpMathType(value.scalar_type()));
   at::Tensor grad_loc = at::empty_like(sampling_locations);  // every element is written
   at::Tensor grad_attn = at::empty_like(attention_weights);
-  at::Tensor grad_value = at::zeros(value.sizes(), acc_options);  // the fast sum, or non-finite terms
-  at::Tensor fixed, scale;
-  if (deterministic) {
-    fixed = at::zeros(value.sizes(), value.options().dtype(at::kLong));
-  }
-  const int64_t heads = attention_weights.numel() / (attention_weights.size(3) * attention_weights.size(4));
-  if (heads > 0 && value.numel() > 0) {
+  // The fast path's sum, or the deterministic path's side sum of non-finite terms.
+  at::Tensor grad_value = at::zeros(value.sizes(), acc_options);
+  at::Tensor fixed, scale;  // deterministic: the fixed-point sum and its scale
+  const int64_t heads =  // (n, q, m) triples
+      attention_weights.size(0) * attention_weights.size(1) * attention_weights.size(2);
+  if (attention_weights.numel() > 0 && value.numel() > 0) {
     const bool int64_indices = launch.force_int64 ||
         !fits_int32({value.numel(), sampling_locations.numel(), grad_output.numel(),
                      heads * kWarpSize});
     const int lanes = backward_lanes(value.size(3));
-    if (deterministic) scale = fixed_point_scale(grad_output, attention_weights);
+    if (deterministic) {
+      fixed = at::zeros(value.sizes(), value.options().dtype(at::kLong));
+      scale = fixed_point_scale(grad_output, attention_weights);
+    }
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, value.scalar_type(),
                                     "ms_deform_attn_backward_cuda", [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -181,7 +183,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
     grad_loc.zero_();
     grad_attn.zero_();
   }
-  if (deterministic && scale.defined()) {
+  if (fixed.defined()) {
     // Unscaled (scale is a power of two), plus the non-finite side sum (0 where there is none).
     grad_value = fixed.to(at::kDouble).div_(scale).add_(grad_value);
   }

@@ -50,7 +50,9 @@ struct DeviceLayoutFail {
 // before any kernel reads value through it.
 __global__ void check_level_layout_kernel(const int64_t* shapes, const int64_t* starts,
                                           int64_t L, int64_t S) {
-  if (blockIdx.x == 0 && threadIdx.x == 0) check_level_layout(shapes, starts, L, S, DeviceLayoutFail{});
+  if (blockIdx.x == 0 && threadIdx.x == 0) {
+    check_level_layout(shapes, starts, L, S, DeviceLayoutFail{});
+  }
 }
 
 template <typename scalar_t, typename index_t>
