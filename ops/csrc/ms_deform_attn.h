@@ -70,8 +70,8 @@ MSDA_HOST_DEVICE bool bilinear_corners(T loc_x, T loc_y, int64_t H, int64_t W,
 // The level layout decides every memory read: each level's (H, W) must be positive,
 // level_start_index the exclusive cumsum of H * W, and the levels must fill value's S positions.
 // `fail(format, ...)` reports a violation printf-style and does not return: a TORCH_CHECK on
-// the host, a trap on the GPU (whose kernels check the layout where it lies, in device memory,
-// since reading it on the host would synchronize with the device).
+// the host, a failed device-side assertion on the GPU (where the layout is checked in device
+// memory: reading it on the host would synchronize with the device).
 template <typename Fail>
 MSDA_HOST_DEVICE void check_level_layout(const int64_t* hw, const int64_t* start, int64_t L,
                                          int64_t S, const Fail& fail) {

@@ -19,7 +19,7 @@ import pytest
 import torch
 from cuda_emulation import emulated_ms_deform_attn
 from op_testing import (BACKENDS, backends, deterministic_algorithms, dtypes, gpu_backends,
-                        make_problem, requires_cuda, rounded, run, to)
+                        make_problem, raw_backward, requires_cuda, rounded, run, to)
 
 from mmdeform.ops import ms_deform_attn, ms_deform_attn_reference
 
@@ -255,19 +255,18 @@ BAD_LAYOUTS = {
 @pytest.mark.parametrize('breakage', BAD_LAYOUTS.values(), ids=BAD_LAYOUTS.keys())
 def test_emulated_layout_check_traps_with_the_cpu_kernels_message(breakage):
     inputs, grad_output = make_problem(2, [(4, 5), (2, 3)], 2, 4, 6, 2, 1.0)
+    inputs = rounded(inputs, torch.float32)
     value, shapes, starts = breakage(*inputs[:3])
     bad = [value, shapes, starts, *inputs[3:]]
     with pytest.raises(RuntimeError) as cpu_error:
         ms_deform_attn(*bad)
     message = str(cpu_error.value).splitlines()[0]
     assert message.startswith('ms_deform_attn: ')
-    with pytest.raises(RuntimeError, match='emulated CUDA kernel trapped') as emulated_error:
-        emulated_ms_deform_attn(*bad)
-    assert message in str(emulated_error.value)
-    with pytest.raises(RuntimeError, match='trapped') as emulated_error:
-        emulated_ms_deform_attn(*bad[:3], *inputs[3:]).sum()  # forward
-        run(emulated_ms_deform_attn, bad, grad_output)
-    assert message in str(emulated_error.value)
+    for name, call in (('forward', lambda: emulated_ms_deform_attn(*bad)),
+                       ('backward', lambda: raw_backward('emulated')(grad_output.float(), *bad))):
+        with pytest.raises(RuntimeError, match='emulated CUDA kernel trapped') as error:
+            call()
+        assert message in str(error.value), name
 
 
 @requires_cuda
@@ -327,8 +326,10 @@ torch.cuda.synchronize()
 
 @requires_cuda
 def test_cuda_bad_layout_traps_with_a_message():
-    # A trap ends the CUDA context, so in a process of its own.
+    # A failed device-side assertion ends the CUDA context, so in a process of its own.
     done = subprocess.run([sys.executable, '-c', BAD_LAYOUT_ON_CUDA], capture_output=True,
                           text=True, timeout=300)
     assert done.returncode != 0
-    assert 'ms_deform_attn: level_start_index[0] = 1' in done.stdout + done.stderr
+    # The kernel's printed reason, and torch's report of the failed device-side assertion.
+    assert 'level_start_index[0] = 1' in done.stdout + done.stderr
+    assert 'device-side assert' in done.stderr

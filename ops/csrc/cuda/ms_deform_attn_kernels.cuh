@@ -29,12 +29,12 @@ constexpr int kThreads = 256;  // per block; a multiple of the warp size
 constexpr int kWarpSize = 32;
 constexpr unsigned kFullWarp = 0xffffffffu;
 
-#ifndef MSDA_TRAP  // print why, then abort the kernel (the CUDA context reports the error)
-#define MSDA_TRAP(...)   \
-  do {                   \
-    printf(__VA_ARGS__); \
-    printf("\n");        \
-    __trap();            \
+#ifndef MSDA_TRAP  // print why, then fail a device-side assertion, as torch's kernels do
+#define MSDA_TRAP(...)                                                                       \
+  do {                                                                                       \
+    printf(__VA_ARGS__);                                                                     \
+    printf("\n");                                                                            \
+    CUDA_KERNEL_ASSERT_MSG(false, "ms_deform_attn: invalid level layout (printed above)"); \
   } while (0)
 #endif
 
@@ -46,7 +46,7 @@ struct DeviceLayoutFail {
 };
 
 // The level layout, checked where it lies (device memory) so that the host never waits for the
-// device. Launched with one thread ahead of each kernel on the same stream: a bad layout traps
+// device. Launched with one thread ahead of each kernel on the same stream: a bad layout fails
 // before any kernel reads value through it.
 __global__ void check_level_layout_kernel(const int64_t* shapes, const int64_t* starts,
                                           int64_t L, int64_t S) {
