@@ -4,27 +4,33 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
+# torch: the CPU build by default; any release mmdeform supports, e.g. TORCH=torch==2.14.1 (the
+# CUDA build). Changing it on an installed venv re-installs torch and rebuilds the op.
 TORCH ?= torch==2.13.0
-# The CUDA build check: the CUDA torch wheel and nvcc, in a venv of its own (mmcv does not
-# build against torch 2.14, so the main environment stays on 2.13).
+# The CUDA build check needs the CUDA build of torch: the main venv's when TORCH is one, else
+# CUDA_TORCH in a venv of its own.
 CUDA_VENV ?= .venv-cuda
 CUDA_TORCH ?= torch==2.14.1
 CUDA_ARCHS ?= 8.0;9.0
 NATIVE_SOURCES := setup.py $(wildcard ops/csrc/*.h ops/csrc/*.cpp ops/csrc/cpu/*.cpp ops/csrc/cuda/*.cu)
 EXT := mmdeform/_C$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 
-.PHONY: install demo test test-ops check-cuda-build benchmark clean
+.PHONY: install demo test test-ops check-cuda-build benchmark clean FORCE
 
 install: $(VENV)/.installed-dev $(EXT)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# torch first: mmcv 2.1.0 is built from source against it, without build isolation, and its
-# setup.py needs pkg_resources (setuptools<82). pip caches the mmcv wheel (~8 min to build).
-$(VENV)/.installed: requirements.txt | $(PY)
-	$(PIP) install "$(TORCH)" "setuptools<82" wheel ninja
-	$(PIP) install --no-build-isolation -r requirements.txt
+# Which torch the venv was made with (rewritten only when TORCH changes).
+$(VENV)/.torch: FORCE
+	@mkdir -p $(VENV); [ "$$(cat $@ 2>/dev/null)" = '$(TORCH)' ] || echo '$(TORCH)' > $@
+
+# Wheels only, nothing compiled: mmcv-lite is mmcv without its compiled ops (mmdeform.mmcv_ext
+# stands in for them). torch first, so that requirements.txt's torch>=... keeps it.
+$(VENV)/.installed: requirements.txt $(VENV)/.torch | $(PY)
+	$(PIP) install "$(TORCH)" ninja
+	$(PIP) install -r requirements.txt
 	touch $@
 
 $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
@@ -61,17 +67,21 @@ test: install
 
 # Compiles and links the CUDA kernels for sm_80 and sm_90 with nvcc; runs nothing on a GPU.
 # CUDA_HOME: the toolkit's own folder (its lib64 holds libcudart), also where nvcc on PATH is a
-# wrapper script.
-check-cuda-build:
+# wrapper script. The main venv serves when its torch is a CUDA build, else $(CUDA_VENV).
+check-cuda-build: $(VENV)/.installed
 	@export CUDA_HOME="$${CUDA_HOME:-$$(if [ -x /usr/local/cuda/bin/nvcc ]; then echo /usr/local/cuda; \
 	  elif command -v nvcc >/dev/null; then dirname "$$(dirname "$$(command -v nvcc)")"; fi)}"; \
 	if [ -z "$$CUDA_HOME" ]; then echo "check-cuda-build: no nvcc here, skipped"; exit 0; fi; \
 	set -e; \
-	[ -x $(CUDA_VENV)/bin/python ] || $(PYTHON) -m venv $(CUDA_VENV); \
-	[ -f $(CUDA_VENV)/.installed ] || { $(CUDA_VENV)/bin/pip install "$(CUDA_TORCH)" "setuptools<82" wheel ninja numpy && touch $(CUDA_VENV)/.installed; }; \
-	FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$(CUDA_ARCHS)" MAX_JOBS=2 $(CUDA_VENV)/bin/python setup.py \
+	if $(PY) -c "import sys, torch; sys.exit(torch.version.cuda is None)"; then python=$(PY); else \
+	  python=$(CUDA_VENV)/bin/python; \
+	  [ -x $$python ] || $(PYTHON) -m venv $(CUDA_VENV); \
+	  [ -f $(CUDA_VENV)/.installed ] || { $$python -m pip install "$(CUDA_TORCH)" "setuptools<82" ninja numpy \
+	    && touch $(CUDA_VENV)/.installed; }; fi; \
+	echo "check-cuda-build: torch $$($$python -c 'import torch; print(torch.__version__)') in $$python"; \
+	FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$(CUDA_ARCHS)" MAX_JOBS=2 $$python setup.py \
 	  build_ext --build-temp build-cuda/temp --build-lib build-cuda/lib; \
-	$(CUDA_VENV)/bin/python tools/misc/check_cuda_build.py build-cuda/lib "$(CUDA_ARCHS)"
+	$$python tools/misc/check_cuda_build.py build-cuda/lib "$(CUDA_ARCHS)"
 
 benchmark: install
 	$(PY) tools/analysis_tools/benchmark_msda.py
