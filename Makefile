@@ -5,8 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 # torch: the CPU build by default; any release mmdeform supports, e.g. TORCH=torch==2.14.1 (the
-# CUDA build). Changing it on an installed venv re-installs torch and rebuilds the op.
-TORCH ?= torch==2.13.0
+# CUDA build). The venv remembers its torch; giving another one re-installs it and rebuilds the op.
+TORCH ?= $(or $(shell cat $(VENV)/.torch 2>/dev/null),torch==2.13.0)
 # The CUDA build check needs the CUDA build of torch: the main venv's when TORCH is one, else
 # CUDA_TORCH in a venv of its own.
 CUDA_VENV ?= .venv-cuda
