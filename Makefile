@@ -44,18 +44,20 @@ $(EXT): $(NATIVE_SOURCES) $(VENV)/.installed
 	touch $@
 
 # The main job on the embedded shapes dataset (no download): generate it once, train the
-# two-stage demo model, evaluate it with the COCO metric and draw its detections.
+# two-stage demo model, evaluate it with the COCO metric, and draw ground truth | detections on
+# the val images at the score threshold of best F1 on the val split.
 DEMO_CONFIG ?= configs/demo/deformable_detr_tiny_2stage_shapes.py
 DEMO_DIR ?= work_dirs/demo
 SHAPES := data/shapes/annotations/instances_val.json
 
 demo: install $(SHAPES)
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_DIR)
-	$(PY) tools/test.py $(DEMO_CONFIG) "$$(cat $(DEMO_DIR)/last_checkpoint)" \
-	  --work-dir $(DEMO_DIR) --show-dir detections
+	$(PY) tools/test.py $(DEMO_CONFIG) "$$(cat $(DEMO_DIR)/last_checkpoint)" --work-dir $(DEMO_DIR)
+	$(PY) tools/analysis_tools/draw_detections.py $(DEMO_CONFIG) "$$(cat $(DEMO_DIR)/last_checkpoint)" \
+	  --out-dir $(DEMO_DIR)/detections
 	$(PY) tools/analysis_tools/plot_logs.py $(DEMO_DIR) --keys loss coco/bbox_mAP coco/bbox_mAP_50 \
 	  --out $(DEMO_DIR)/curves.png
-	@echo "Detections drawn in $(DEMO_DIR)/<timestamp>/detections, curves in $(DEMO_DIR)/curves.png"
+	@echo "Ground truth | detections drawn in $(DEMO_DIR)/detections, curves in $(DEMO_DIR)/curves.png"
 
 # the val split's json is written last, atomically: its presence means the dataset is complete
 $(SHAPES): | install

@@ -27,6 +27,7 @@ def run_python(code):
                           text=True, timeout=300)
 
 
+@pytest.mark.calls_mmcv_placeholders
 @needs_placeholders
 def test_placeholder_names_the_op_says_how_to_get_it_and_is_recorded():
     from mmcv.ops import nms
@@ -94,6 +95,7 @@ DCN = dict(dcn=dict(type='DCN', deform_groups=1, fallback_on_stride=False),
            stage_with_dcn=(False, True, True, True))
 
 
+@pytest.mark.calls_mmcv_placeholders
 @needs_placeholders
 @pytest.mark.parametrize('dcn_type, op', [('DCN', 'deform_conv_forward'),
                                           ('DCNv2', 'modulated_deform_conv_forward')])
@@ -104,6 +106,7 @@ def test_dcn_backbone_fails_with_the_placeholder_message(dcn_type, op):
         backbone(torch.rand(1, 3, 64, 64))
 
 
+@pytest.mark.calls_mmcv_placeholders
 @needs_placeholders
 def test_config_with_a_dcn_backbone_fails_with_the_placeholder_message():
     cfg = Config.fromfile(osp.join(ROOT, 'configs', 'deformable_detr_r50.py'))
