@@ -119,22 +119,25 @@ def main(argv=None):
         r.img_id, r.pred_instances.bboxes.numpy(), r.pred_instances.scores.numpy(),
         r.pred_instances.labels.numpy(), cat_ids)]
     img_ids = [r.img_id for r in results]
-    max_dets = [max(len(r.pred_instances) for r in results)]  # all of them: all are drawn
+    max_dets = [max((len(r.pred_instances) for r in results), default=1)]  # all: all drawn
     matches = {record.img_id: record for record in match_images(
         coco, detections, img_ids, cat_ids, [args.iou_thr], max_dets)}
     params = box_evaluator(coco, cat_ids, [args.iou_thr], max_dets).params
 
-    choice = best_f1_threshold(list(matches.values()), params, args.iou_thr)
-    score_thr = choice.score_thr if args.score_thr is None else args.score_thr
-    print(f'Best F1 at IoU {args.iou_thr} on the {len(results)} images: {choice.f1:.3f} '
-          f'(precision {choice.precision:.3f}, recall {choice.recall:.3f} of '
-          f'{choice.num_gts} objects) at score threshold {choice.score_thr:.3f}')
+    score_thr = args.score_thr
+    if score_thr is None:
+        choice = best_f1_threshold(list(matches.values()), params, args.iou_thr)
+        score_thr = choice.score_thr
+        print(f'Best F1 at IoU {args.iou_thr} on the {len(results)} images: {choice.f1:.3f} '
+              f'(precision {choice.precision:.3f}, recall {choice.recall:.3f} of '
+              f'{choice.num_gts} objects) at score threshold {score_thr:.3f}')
 
     with DefaultScope.overwrite_default_scope(model.cfg.get('default_scope', 'mmdeform')):
         visualizer = VISUALIZERS.build(dict(model.cfg.visualizer, vis_backends=None))
     visualizer.dataset_meta = model.dataset_meta
     os.makedirs(args.out_dir, exist_ok=True)
-    for result in results[:args.max_images]:
+    to_draw = results[:args.max_images]
+    for result in to_draw:
         sample = DetDataSample(metainfo=result.metainfo)
         sample.gt_instances = ground_truth(coco, result.img_id, cat_ids)
         sample.pred_instances = result.pred_instances
@@ -147,8 +150,8 @@ def main(argv=None):
             f'score > {score_thr:.2f}: {drawn}, {matched} match'])
         name = osp.splitext(osp.basename(result.img_path))[0] + '.png'
         mmcv.imwrite(drawing[..., ::-1], osp.join(args.out_dir, name))
-    print(f'{min(len(results), args.max_images or len(results))} drawings (ground truth | '
-          f'detections scoring above {score_thr:.3f}) in {args.out_dir}')
+    print(f'{len(to_draw)} drawings (ground truth | detections scoring above {score_thr:.3f}) '
+          f'in {args.out_dir}')
 
 
 if __name__ == '__main__':
