@@ -4,27 +4,33 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
-TORCH ?= torch==2.13.0
-# The CUDA build check: the CUDA torch wheel and nvcc, in a venv of its own (mmcv does not
-# build against torch 2.14, so the main environment stays on 2.13).
+# torch: the CPU build by default; any release mmdeform supports, e.g. TORCH=torch==2.14.1 (the
+# CUDA build). The venv remembers its torch; giving another one re-installs it and rebuilds the op.
+TORCH ?= $(or $(shell cat $(VENV)/.torch 2>/dev/null),torch==2.13.0)
+# The CUDA build check needs the CUDA build of torch: the main venv's when TORCH is one, else
+# CUDA_TORCH in a venv of its own.
 CUDA_VENV ?= .venv-cuda
 CUDA_TORCH ?= torch==2.14.1
 CUDA_ARCHS ?= 8.0;9.0
 NATIVE_SOURCES := setup.py $(wildcard ops/csrc/*.h ops/csrc/*.cpp ops/csrc/cpu/*.cpp ops/csrc/cuda/*.cu)
 EXT := mmdeform/_C$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 
-.PHONY: install demo test test-ops check-cuda-build gpu-check benchmark clean
+.PHONY: install demo test check-cuda-build gpu-check benchmark clean FORCE
 
 install: $(VENV)/.installed-dev $(EXT)
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# torch first: mmcv 2.1.0 is built from source against it, without build isolation, and its
-# setup.py needs pkg_resources (setuptools<82). pip caches the mmcv wheel (~8 min to build).
-$(VENV)/.installed: requirements.txt | $(PY)
-	$(PIP) install "$(TORCH)" "setuptools<82" wheel ninja
-	$(PIP) install --no-build-isolation -r requirements.txt
+# Which torch the venv was made with (rewritten only when TORCH changes).
+$(VENV)/.torch: FORCE
+	@mkdir -p $(VENV); [ "$$(cat $@ 2>/dev/null)" = '$(TORCH)' ] || echo '$(TORCH)' > $@
+
+# Wheels only, nothing compiled: mmcv-lite is mmcv without its compiled ops (mmdeform.mmcv_ext
+# stands in for them). torch first, so that requirements.txt's torch>=... keeps it.
+$(VENV)/.installed: requirements.txt $(VENV)/.torch | $(PY)
+	$(PIP) install "$(TORCH)" ninja
+	$(PIP) install -r requirements.txt
 	touch $@
 
 $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
@@ -38,18 +44,20 @@ $(EXT): $(NATIVE_SOURCES) $(VENV)/.installed
 	touch $@
 
 # The main job on the embedded shapes dataset (no download): generate it once, train the
-# two-stage demo model, evaluate it with the COCO metric and draw its detections.
+# two-stage demo model, evaluate it with the COCO metric, and draw ground truth | detections on
+# the val images at the score threshold of best F1 on the val split.
 DEMO_CONFIG ?= configs/demo/deformable_detr_tiny_2stage_shapes.py
 DEMO_DIR ?= work_dirs/demo
 SHAPES := data/shapes/annotations/instances_val.json
 
 demo: install $(SHAPES)
 	$(PY) tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_DIR)
-	$(PY) tools/test.py $(DEMO_CONFIG) "$$(cat $(DEMO_DIR)/last_checkpoint)" \
-	  --work-dir $(DEMO_DIR) --show-dir detections
+	$(PY) tools/test.py $(DEMO_CONFIG) "$$(cat $(DEMO_DIR)/last_checkpoint)" --work-dir $(DEMO_DIR)
+	$(PY) tools/analysis_tools/draw_detections.py $(DEMO_CONFIG) "$$(cat $(DEMO_DIR)/last_checkpoint)" \
+	  --out-dir $(DEMO_DIR)/detections
 	$(PY) tools/analysis_tools/plot_logs.py $(DEMO_DIR) --keys loss coco/bbox_mAP coco/bbox_mAP_50 \
 	  --out $(DEMO_DIR)/curves.png
-	@echo "Detections drawn in $(DEMO_DIR)/<timestamp>/detections, curves in $(DEMO_DIR)/curves.png"
+	@echo "Ground truth | detections drawn in $(DEMO_DIR)/detections, curves in $(DEMO_DIR)/curves.png"
 
 # the val split's json is written last, atomically: its presence means the dataset is complete
 $(SHAPES): | install
@@ -61,17 +69,21 @@ test: install
 
 # Compiles and links the CUDA kernels for sm_80 and sm_90 with nvcc; runs nothing on a GPU.
 # CUDA_HOME: the toolkit's own folder (its lib64 holds libcudart), also where nvcc on PATH is a
-# wrapper script.
-check-cuda-build:
+# wrapper script. The main venv serves when its torch is a CUDA build, else $(CUDA_VENV).
+check-cuda-build: $(VENV)/.installed
 	@export CUDA_HOME="$${CUDA_HOME:-$$(if [ -x /usr/local/cuda/bin/nvcc ]; then echo /usr/local/cuda; \
 	  elif command -v nvcc >/dev/null; then dirname "$$(dirname "$$(command -v nvcc)")"; fi)}"; \
 	if [ -z "$$CUDA_HOME" ]; then echo "check-cuda-build: no nvcc here, skipped"; exit 0; fi; \
 	set -e; \
-	[ -x $(CUDA_VENV)/bin/python ] || $(PYTHON) -m venv $(CUDA_VENV); \
-	[ -f $(CUDA_VENV)/.installed ] || { $(CUDA_VENV)/bin/pip install "$(CUDA_TORCH)" "setuptools<82" wheel ninja numpy && touch $(CUDA_VENV)/.installed; }; \
-	FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$(CUDA_ARCHS)" MAX_JOBS=2 $(CUDA_VENV)/bin/python setup.py \
+	if $(PY) -c "import sys, torch; sys.exit(torch.version.cuda is None)"; then python=$(PY); else \
+	  python=$(CUDA_VENV)/bin/python; \
+	  [ -x $$python ] || $(PYTHON) -m venv $(CUDA_VENV); \
+	  [ -f $(CUDA_VENV)/.installed ] || { $$python -m pip install "$(CUDA_TORCH)" "setuptools<82" ninja numpy \
+	    && touch $(CUDA_VENV)/.installed; }; fi; \
+	echo "check-cuda-build: torch $$($$python -c 'import torch; print(torch.__version__)') in $$python"; \
+	FORCE_CUDA=1 TORCH_CUDA_ARCH_LIST="$(CUDA_ARCHS)" MAX_JOBS=2 $$python setup.py \
 	  build_ext --build-temp build-cuda/temp --build-lib build-cuda/lib; \
-	$(CUDA_VENV)/bin/python tools/misc/check_cuda_build.py build-cuda/lib "$(CUDA_ARCHS)"
+	$$python tools/misc/check_cuda_build.py build-cuda/lib "$(CUDA_ARCHS)"
 
 # On a machine with a GPU (torch with CUDA and nvcc; no network, no mmcv/mmengine/mmdet needed):
 # builds the op for the local GPU, runs the CUDA tests, compute-sanitizer, the no-sync check and

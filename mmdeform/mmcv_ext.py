@@ -2,11 +2,13 @@
 
 mmdeform installs mmcv-lite: mmcv's Python package without its ~60 compiled ops, none of which
 mmdeform calls. mmdet imports ``mmcv.ops`` anyway, whose modules look their kernels up in
-``mmcv._ext`` when they are imported. Where that library is absent, :func:`install` registers a
-module in its place whose every attribute is a placeholder that raises
-:class:`MissingMmcvOpError`, naming the op, when called. It never computes anything, so an mmcv
-kernel reached by mistake is an error, never a wrong result. With full mmcv installed nothing is
-replaced and its real ops are used.
+``mmcv._ext`` when they are imported. Where that library is absent, :func:`install` (run by
+``import mmdeform``, so import it before ``mmdet.models``, ``mmdet.apis`` or
+``mmdet.evaluation``) registers a module in its place whose every attribute is a placeholder
+that raises :class:`MissingMmcvOpError`, naming the op, when called. It never computes
+anything, so an mmcv kernel reached by mistake is an error, never a wrong result, and each call
+is recorded in :data:`called_ops`, so that tests see it even where a caller catches the error.
+With full mmcv installed nothing is replaced and its real ops are used.
 """
 import importlib.machinery
 import importlib.util
@@ -14,6 +16,9 @@ import sys
 import types
 
 NAME = 'mmcv._ext'
+
+#: The placeholders called so far in this process, by op name, in order.
+called_ops = []
 
 
 class MissingMmcvOpError(RuntimeError):
@@ -23,15 +28,16 @@ class MissingMmcvOpError(RuntimeError):
 def missing_op(op):
 
     def placeholder(*args, **kwargs):
+        called_ops.append(op)
         raise MissingMmcvOpError(
             f"mmcv's compiled op '{op}' was called, but this environment has mmcv-lite, which "
             "comes without mmcv's compiled ops (mmdeform itself needs none of them). To use "
             "modules built on mmcv ops (for example a DCN backbone or mmcv's nms), install full "
             "mmcv: pip uninstall -y mmcv-lite && pip install --no-build-isolation mmcv==2.1.0 "
-            "(it compiles its ops against the installed torch; about 20 minutes on 2 cores).")
+            "(it compiles its ops against the installed torch, which must be 2.13 or older; "
+            "about 20 minutes on 2 cores).")
 
     placeholder.__name__ = placeholder.__qualname__ = op
-    placeholder.is_mmcv_placeholder = True
     return placeholder
 
 
@@ -46,9 +52,14 @@ class PlaceholderLibrary(types.ModuleType):
         return placeholder
 
 
+def placeholders_in_use():
+    """Whether ``mmcv._ext`` is this module's stand-in (mmcv-lite), not mmcv's library."""
+    return isinstance(sys.modules.get(NAME), PlaceholderLibrary)
+
+
 def real_library_present():
     if NAME in sys.modules:
-        return not isinstance(sys.modules[NAME], PlaceholderLibrary)
+        return not placeholders_in_use()
     try:
         return importlib.util.find_spec(NAME) is not None
     except ModuleNotFoundError:  # no mmcv at all

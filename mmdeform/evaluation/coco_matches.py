@@ -45,6 +45,17 @@ def box_evaluator(coco_gt, cat_ids, iou_thrs, max_dets, coco_dt=None):
     return coco_eval
 
 
+def coco_detections(img_id, bboxes, scores, labels, cat_ids):
+    """COCO result dicts of one image's detections: ``bboxes`` (n, 4) xyxy, ``scores``,
+    ``labels`` (indices into ``cat_ids``), as CocoMetric converts them."""
+    detections = []
+    for box, score, label in zip(bboxes, scores, labels):
+        x1, y1, x2, y2 = box.tolist()
+        detections.append(dict(image_id=img_id, bbox=[x1, y1, x2 - x1, y2 - y1],
+                               score=float(score), category_id=cat_ids[label]))
+    return detections
+
+
 def match_images(coco_gt, detections, img_ids, cat_ids, iou_thrs, max_dets):
     """COCOeval's matching of ``detections`` (COCO result dicts: image_id, category_id, bbox
     as x, y, w, h, score) on the images ``img_ids``, as one ``ImageMatches`` per image."""
@@ -112,8 +123,8 @@ def accumulate(image_matches, params):
     for k in range(K):
         num_gts = categories['num_gts'][categories['category'] == k].sum(0)
         of_k = detections[detections['category'] == k]
-        true_positive = _unpack(of_k['true_positive'], A, T)
-        false_positive = _unpack(of_k['false_positive'], A, T)
+        true_positive = unpack_flags(of_k['true_positive'], A, T)
+        false_positive = unpack_flags(of_k['false_positive'], A, T)
         for m, max_det in enumerate(params.maxDets):
             kept = np.flatnonzero(of_k['rank'] < max_det)
             # mergesort: ties keep the image order, as in COCOeval (and its Matlab original)
@@ -131,7 +142,7 @@ def accumulate(image_matches, params):
                 scores=scores)
 
 
-def _unpack(bits, num_areas, num_thrs):
+def unpack_flags(bits, num_areas, num_thrs):
     """(n, bytes) packed bits -> (n, area range, IoU threshold) bools."""
     flat = np.unpackbits(bits, axis=1, count=num_areas * num_thrs).view(bool)
     return flat.reshape(len(bits), num_areas, num_thrs)

@@ -15,7 +15,7 @@ from terminaltables import AsciiTable
 
 from mmdeform.registry import METRICS
 
-from .coco_matches import accumulate, box_evaluator, match_images
+from .coco_matches import accumulate, box_evaluator, coco_detections, match_images
 
 # COCOeval.stats, as CocoMetric names them
 STATS = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
@@ -71,12 +71,9 @@ class StreamingCocoMetric(CocoMetric):
         """Replaces the held detections by their matches (one result per image)."""
         if not self._pending:
             return
-        detections = [
-            dict(image_id=img_id, bbox=self.xyxy2xywh(box), score=float(score),
-                 category_id=self._cat_ids()[label])
-            for img_id, bboxes, scores, labels in self._pending
-            for box, score, label in zip(bboxes, scores, labels)
-        ]
+        detections = [detection for img_id, bboxes, scores, labels in self._pending
+                      for detection in coco_detections(img_id, bboxes, scores, labels,
+                                                       self._cat_ids())]
         img_ids = [img_id for img_id, *_ in self._pending]
         self.results.extend(self._match(detections, img_ids))
         self._pending = []

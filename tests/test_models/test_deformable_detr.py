@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+from mmdet.models.losses import FocalLoss
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
@@ -12,6 +13,7 @@ from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 from tools_loader import load_tool
 
+from mmdeform.models.dense_heads.deformable_detr_head import one_hot_targets
 from mmdeform.registry import MODELS
 from mmdeform.utils import register_all_modules
 from mmdeform.utils.mmdet_equivalent import mmdet_config
@@ -119,6 +121,34 @@ def test_same_losses_as_mmdet(models, shapes, num_gts):
     sum(losses.values()).backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all()
                for n, p in ours.named_parameters() if p.requires_grad and 'backbone' not in n)
+
+
+def test_class_loss_takes_one_hot_targets(models, monkeypatch):
+    """mmdet's FocalLoss sends class-index targets on CUDA to mmcv's compiled kernel, which
+    mmcv-lite lacks; one-hot targets (as many dimensions as the logits) go to its PyTorch
+    formula on any device. Every class loss, the first stage's included, gets them."""
+    ours, _ = models
+    loss_cls = ours.bbox_head.loss_cls
+    assert isinstance(loss_cls, FocalLoss)
+    targets = []
+    forward = loss_cls.forward
+    monkeypatch.setattr(loss_cls, 'forward', lambda pred, target, *args, **kwargs:
+                        targets.append((pred.shape, target.shape)) or
+                        forward(pred, target, *args, **kwargs))
+    ours.train()
+    inputs, samples = batch(*BATCHES['padded batch'])
+    with DefaultScope.overwrite_default_scope('mmdeform'):
+        losses = ours.loss(inputs, samples)
+    assert len(targets) == sum(key.endswith('loss_cls') for key in losses)
+    assert all(pred == target for pred, target in targets)
+
+
+def test_one_hot_focal_loss_equals_mmdets_on_class_indices():
+    loss = FocalLoss(use_sigmoid=True, gamma=2.0, alpha=0.25, loss_weight=2.0)
+    logits = torch.randn(40, 5)
+    labels = torch.randint(0, 6, (40, ))  # 5: no object
+    torch.testing.assert_close(loss(logits, one_hot_targets(labels, 5), avg_factor=7.0),
+                               loss(logits, labels, avg_factor=7.0), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize('shapes, num_gts', BATCHES.values(), ids=BATCHES.keys())

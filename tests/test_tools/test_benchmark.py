@@ -9,6 +9,7 @@ import torch
 from mmengine.config import Config
 from tools_loader import load_tool
 
+from mmdeform import mmcv_ext
 from mmdeform.apis import init_detector
 from mmdeform.utils.mmdet_equivalent import build_mmdet_equivalent, mmdet_model_cfg, variant_of
 
@@ -62,6 +63,13 @@ def test_compare_mmdet_reports_both_and_the_ratios():
 def test_bad_arguments_are_refused(argv):
     with pytest.raises(SystemExit):
         benchmark.parse_args([TINY_CONFIG, *argv])
+
+
+@pytest.mark.skipif(not mmcv_ext.placeholders_in_use(), reason='full mmcv: it has the kernels')
+def test_compare_mmdet_on_cuda_needs_full_mmcv(capsys):
+    with pytest.raises(SystemExit):
+        benchmark.parse_args([TINY_CONFIG, '--device', 'cuda', '--compare-mmdet'])
+    assert "mmdet's model runs mmcv's CUDA kernels" in capsys.readouterr().err
 
 
 def test_peak_memory_counts_memory_reused_from_freed_tensors():

@@ -1,19 +1,30 @@
 """The steps of `make demo` with each demo config, on a few images of the embedded dataset:
-train (with validation), test with the COCO metric, draw the detections."""
+train (with validation), test with the COCO metric, draw ground truth and detections at the
+score threshold of best F1. In the test process, so that conftest's check that no mmcv op is
+called covers a validation and a test run."""
 import json
 import os.path as osp
-import subprocess
-import sys
 from glob import glob
 
+import mmcv
+import numpy as np
 import pytest
+import torch
+from tools_loader import load_tool, run_tool
 
+from mmdeform.apis import init_detector
 from mmdeform.datasets.shapes import generate_split
+from mmdeform.utils import save_checkpoint_file
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIGS = sorted(glob(osp.join(ROOT, 'configs', 'demo', '*.py')))
 COCO_KEYS = ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/bbox_mAP_75', 'coco/bbox_mAP_s',
              'coco/bbox_mAP_m', 'coco/bbox_mAP_l')
+HEADER = 18  # the band of counts above each drawing
+
+train_tool = load_tool('train.py')
+test_tool = load_tool('test.py')
+draw_tool = load_tool('analysis_tools/draw_detections.py')
 
 
 @pytest.fixture(scope='module')
@@ -24,11 +35,27 @@ def shapes_root(tmp_path_factory):
     return root
 
 
-def run_tool(tool, *args):
-    result = subprocess.run([sys.executable, osp.join(ROOT, 'tools', tool), *args], cwd=ROOT,
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result.stdout + result.stderr
+@pytest.fixture(autouse=True)
+def _local_rank(monkeypatch):
+    # parse_args exports LOCAL_RANK (for the launchers); keep it out of the other tests.
+    monkeypatch.delenv('LOCAL_RANK', raising=False)
+
+
+def small(shapes_root):
+    """--cfg-options of the demo configs for the few images of ``shapes_root``."""
+    ann_file = osp.join(shapes_root, 'annotations/instances_val.json')
+    return ['--cfg-options', f'train_dataloader.dataset.data_root={shapes_root}',
+            f'val_dataloader.dataset.data_root={shapes_root}',
+            f'test_dataloader.dataset.data_root={shapes_root}',
+            f'val_evaluator.ann_file={ann_file}', f'test_evaluator.ann_file={ann_file}',
+            'train_dataloader.batch_size=3', 'train_dataloader.num_workers=0',
+            'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
+            'val_dataloader.persistent_workers=False']
+
+
+def val_images(shapes_root):
+    with open(osp.join(shapes_root, 'annotations/instances_val.json')) as f:
+        return json.load(f)['images']
 
 
 def test_there_are_demo_configs():
@@ -38,24 +65,64 @@ def test_there_are_demo_configs():
 
 
 @pytest.mark.parametrize('config', DEMO_CONFIGS, ids=osp.basename)
-def test_demo_trains_evaluates_and_draws(config, shapes_root, tmp_path):
-    ann_file = osp.join(shapes_root, 'annotations/instances_val.json')
-    small = ['--cfg-options', f'train_dataloader.dataset.data_root={shapes_root}',
-             f'val_dataloader.dataset.data_root={shapes_root}',
-             f'test_dataloader.dataset.data_root={shapes_root}',
-             f'val_evaluator.ann_file={ann_file}', f'test_evaluator.ann_file={ann_file}',
-             'train_dataloader.batch_size=3', 'train_dataloader.num_workers=0',
-             'train_dataloader.persistent_workers=False', 'val_dataloader.num_workers=0',
-             'val_dataloader.persistent_workers=False']
+def test_demo_trains_evaluates_and_draws(config, shapes_root, tmp_path, monkeypatch, capsys):
     work_dir = str(tmp_path)
-    run_tool('train.py', config, '--work-dir', work_dir, *small, 'train_cfg.max_epochs=1')
+    run_tool(train_tool, monkeypatch, config, '--work-dir', work_dir, *small(shapes_root),
+             'train_cfg.max_epochs=1')
     checkpoint = osp.join(work_dir, 'epoch_1.pth')
     assert osp.isfile(checkpoint)
 
-    log = run_tool('test.py', config, checkpoint, '--work-dir', work_dir,
-                   '--show-dir', 'detections', *small)
-    for key in COCO_KEYS:  # printed the mmengine way, e.g. "coco/bbox_mAP_50: 0.612"
-        assert f'{key}: ' in log, key
-    drawn = glob(osp.join(work_dir, '*', 'detections', '*.png'))
-    with open(ann_file) as f:
-        assert len(drawn) == len(json.load(f)['images'])
+    test_dir = str(tmp_path / 'test')
+    run_tool(test_tool, monkeypatch, config, checkpoint, '--work-dir', test_dir,
+             *small(shapes_root))
+    with open(glob(osp.join(test_dir, '*', '*.json'))[0]) as f:
+        metrics = json.load(f)
+    assert all(key in metrics for key in COCO_KEYS), metrics
+
+    out_dir = str(tmp_path / 'detections')
+    capsys.readouterr()
+    draw_tool.main([config, checkpoint, '--out-dir', out_dir, *small(shapes_root)])
+    assert 'at score threshold' in capsys.readouterr().out
+    for image in val_images(shapes_root):
+        drawing = mmcv.imread(osp.join(out_dir, osp.splitext(image['file_name'])[0] + '.png'))
+        assert drawing.shape == (HEADER + image['height'], 2 * image['width'], 3)
+
+
+@pytest.fixture(scope='module')
+def random_checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    checkpoint = str(tmp_path_factory.mktemp('random') / 'random.pth')
+    model = init_detector(DEMO_CONFIGS[0])
+    save_checkpoint_file(dict(state_dict=model.state_dict()), checkpoint)
+    return checkpoint
+
+
+def test_drawing_is_ground_truth_then_detections_above_the_threshold(
+        shapes_root, random_checkpoint, tmp_path, capsys):
+    out_dir = str(tmp_path)
+    # Scores are sigmoids: none above 1, so the right half is the bare image.
+    draw_tool.main([DEMO_CONFIGS[0], random_checkpoint, '--out-dir', out_dir, '--score-thr', '1',
+                    '--max-images', '2', *small(shapes_root)])
+    assert 'drawings (ground truth | detections scoring above 1.000)' in capsys.readouterr().out
+    images = val_images(shapes_root)
+    assert len(glob(osp.join(out_dir, '*.png'))) == 2
+    for image in images[:2]:
+        drawing = mmcv.imread(osp.join(out_dir, osp.splitext(image['file_name'])[0] + '.png'))
+        bare = mmcv.imread(osp.join(shapes_root, 'val', image['file_name']))
+        width = image['width']
+        ground_truth, detections = drawing[HEADER:, :width], drawing[HEADER:, width:]
+        assert np.array_equal(detections, bare)
+        assert not np.array_equal(ground_truth, bare)  # the boxes of the objects
+
+
+def test_bad_arguments_are_refused(shapes_root, random_checkpoint, tmp_path, capsys):
+    config = DEMO_CONFIGS[0]
+    for argv, message in [([config, str(tmp_path / 'missing.pth')], 'missing.pth does not exist'),
+                          ([config, random_checkpoint, '--iou-thr', '1.5'], '--iou-thr must be'),
+                          ([config, random_checkpoint, '--max-images', '0'], '--max-images')]:
+        with pytest.raises(SystemExit):
+            draw_tool.parse_args([*argv, '--out-dir', str(tmp_path)])
+        assert message in capsys.readouterr().err
+    with pytest.raises(ValueError, match='test_evaluator.ann_file'):
+        draw_tool.main([config, random_checkpoint, '--out-dir', str(tmp_path),
+                        *small(shapes_root), 'test_evaluator.ann_file='])

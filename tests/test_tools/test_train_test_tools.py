@@ -6,12 +6,11 @@ import os.path as osp
 import pickle
 import subprocess
 import sys
-import uuid
 from glob import glob
 
 import pytest
 import torch
-from tools_loader import load_tool
+from tools_loader import load_tool, run_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOY_CONFIG = osp.join(osp.dirname(osp.abspath(__file__)), 'toy_config.py')
@@ -24,12 +23,6 @@ test_tool = load_tool('test.py')
 def _parse(tool, monkeypatch, *argv):
     monkeypatch.setattr(sys, 'argv', [f'{tool.__name__}.py', *argv])
     return tool.parse_args()
-
-
-def _run(tool, monkeypatch, *argv):
-    # A new experiment name per run: runs of one experiment share mmengine's message hub.
-    _parse(tool, monkeypatch, *argv, '--cfg-options', f'experiment_name={uuid.uuid4().hex}')
-    tool.main()
 
 
 @pytest.fixture(autouse=True)
@@ -98,12 +91,12 @@ def test_missing_files_as_subprocess(tool, argv, missing, tmp_path):
 def test_train_resume_amp_and_test(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default work dir is ./work_dirs/CONFIG_NAME
     work_dir = tmp_path / 'work_dirs' / 'toy_config'
-    _run(train_tool, monkeypatch, TOY_CONFIG)
+    run_tool(train_tool, monkeypatch, TOY_CONFIG)
     assert (work_dir / 'epoch_1.pth').is_file()
 
     # --resume without a path continues from the latest checkpoint (under weights_only=True);
     # --amp without CUDA trains with bfloat16 autocast.
-    _run(train_tool, monkeypatch, TOY_CONFIG, '--resume', '--amp', '--cfg-options',
+    run_tool(train_tool, monkeypatch, TOY_CONFIG, '--resume', '--amp', '--cfg-options',
          'train_cfg.max_epochs=2')
     assert (work_dir / 'epoch_2.pth').is_file()
     resumed = torch.load(work_dir / 'epoch_2.pth')
@@ -112,7 +105,7 @@ def test_train_resume_amp_and_test(tmp_path, monkeypatch):
         assert "type='mmdeform.CpuAmpOptimWrapper'" in resumed['meta']['cfg']
 
     out = tmp_path / 'preds.pkl'
-    _run(test_tool, monkeypatch, TOY_CONFIG, str(work_dir / 'epoch_2.pth'), '--work-dir',
+    run_tool(test_tool, monkeypatch, TOY_CONFIG, str(work_dir / 'epoch_2.pth'), '--work-dir',
          str(tmp_path / 'test'), '--out', str(out), '--cfg-options',
          'test_dataloader.dataset.num_samples=16')
     with open(out, 'rb') as f:

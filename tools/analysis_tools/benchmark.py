@@ -17,7 +17,8 @@ peak memory, as growth over what is held before it (weights, optimizer state, in
   with glibc only.
 
 ``--compare-mmdet`` also builds mmdet 3.3's equivalent model with the same weights
-(:mod:`mmdeform.utils.mmdet_equivalent`) and reports the mmdet / mmdeform ratios. The timed
+(:mod:`mmdeform.utils.mmdet_equivalent`) and reports the mmdet / mmdeform ratios (on CUDA it
+needs full mmcv: mmdet's model runs mmcv's CUDA kernels). The timed
 runs alternate between the two models, so that on a shared machine both see the same load.
 """
 import argparse
@@ -36,6 +37,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.structures import InstanceData
 
+from mmdeform import mmcv_ext
 from mmdeform.apis import init_detector
 from mmdeform.utils.mmdet_equivalent import build_mmdet_equivalent
 
@@ -65,6 +67,10 @@ def parse_args(argv=None):
         parser.error('--repeats and --warmup must be at least 1')
     if min(args.shape) < 32:
         parser.error(f'--shape {args.shape[0]} {args.shape[1]}: each side must be at least 32')
+    if args.compare_mmdet and args.device == 'cuda' and mmcv_ext.placeholders_in_use():
+        parser.error("--compare-mmdet --device cuda: mmdet's model runs mmcv's CUDA kernels "
+                     '(deformable attention, focal loss), which mmcv-lite lacks; install full '
+                     'mmcv to compare on CUDA')
     if args.device == 'cuda' and not torch.cuda.is_available():
         parser.error('--device cuda: CUDA is not available')
     return args

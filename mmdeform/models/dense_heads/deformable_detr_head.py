@@ -3,6 +3,7 @@ matched set losses (focal, L1, GIoU) with auxiliary losses, and top-k prediction
 import copy
 
 import torch
+import torch.nn.functional as F
 from mmdet.structures.bbox import bbox_cxcywh_to_xyxy, bbox_xyxy_to_cxcywh
 from mmdet.utils import reduce_mean
 from mmengine.model import BaseModule, bias_init_with_prob, constant_init
@@ -12,6 +13,15 @@ from torch import nn
 from mmdeform.registry import MODELS, TASK_UTILS
 
 from ..layers import refine_boxes
+
+
+def one_hot_targets(labels, num_classes):
+    """(N, num_classes) one-hot class targets of class indices, ``num_classes`` for none.
+
+    mmdet's FocalLoss computes one-hot targets in PyTorch on any device, whereas class indices on
+    CUDA go to mmcv's compiled kernel, which mmcv-lite lacks. The numbers are the same.
+    """
+    return F.one_hot(labels, num_classes + 1)[:, :num_classes]
 
 
 @MODELS.register_module()
@@ -136,7 +146,8 @@ class DeformableDETRHead(BaseModule):
         if self.sync_cls_avg_factor:
             cls_avg_factor = reduce_mean(classes.new_tensor([cls_avg_factor]))
         cls_avg_factor = max(cls_avg_factor, 1)
-        loss_cls = self.loss_cls(classes.reshape(-1, classes.shape[-1]), labels,
+        loss_cls = self.loss_cls(classes.reshape(-1, classes.shape[-1]),
+                                 one_hot_targets(labels, classes.shape[-1]),
                                  avg_factor=cls_avg_factor)
 
         box_avg_factor = torch.clamp(reduce_mean(classes.new_tensor([num_targets])), min=1).item()
