@@ -69,8 +69,8 @@ def hf_backbone(config):
         if not TIMM_RESNET.match(str(name)):
             raise ValueError(f'unsupported timm backbone {name!r}: only torchvision-style '
                              'ResNets (resnet18, 34, 50, 101, 152) map onto ours')
-        # transformers 5.x passes config.dilation to timm as output_stride 16
-        dilation = backbone.get('output_stride') == 16 or bool(_setting(config, 'dilation'))
+        # transformers 5.x turns config.dilation into output_stride 16 (4.x form above too)
+        dilation = backbone.get('output_stride') == 16
         return 'timm', dict(backbone=name,
                             backbone_out_indices=list(backbone.get('out_indices') or default_out),
                             dilation=dilation)
@@ -187,7 +187,8 @@ def config_architecture(cfg):
 def our_backbone(backbone):
     """``backbone``, ``backbone_out_indices`` and ``dilation`` of one of our backbone configs."""
     depth = backbone.get('depth')
-    if backbone.type not in ('ResNet', 'mmdet.ResNet') or backbone.get('num_stages', 4) != 4:
+    kind = backbone.type.split('.')[-1]  # without its registry scope
+    if kind not in ('ResNet', 'DC5ResNet') or backbone.get('num_stages', 4) != 4:
         name = f'{backbone.type}(depth={depth})'
     else:
         unusual = [f'{key}={backbone[key]}' for key, standard in (
@@ -197,12 +198,12 @@ def our_backbone(backbone):
         name = f'resnet{depth} ({", ".join(unusual)})' if unusual else f'resnet{depth}'
     strides = tuple(backbone.get('strides', (1, 2, 2, 2)))
     dilations = tuple(backbone.get('dilations', (1, 1, 1, 1)))
-    if (strides, dilations) == ((1, 2, 2, 2), (1, 1, 1, 1)):
+    if kind == 'DC5ResNet':
+        dilation = True  # the authors' (torchvision's, timm's) DC5
+    elif (strides, dilations) == ((1, 2, 2, 2), (1, 1, 1, 1)):
         dilation = False
-    elif (strides, dilations) == ((1, 2, 2, 1), (1, 1, 1, 2)):
-        dilation = True
-    else:
-        dilation = f'strides={list(strides)}, dilations={list(dilations)}'
+    else:  # mmdet's dilation also dilates a stage's first block: not DC5's
+        dilation = f"mmdet's strides={list(strides)}, dilations={list(dilations)}"
     return dict(backbone=name,
                 backbone_out_indices=[i + 1 for i in backbone.get('out_indices', (0, 1, 2, 3))],
                 dilation=dilation)
