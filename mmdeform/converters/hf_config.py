@@ -25,7 +25,7 @@ HF_DEFAULTS = dict(
     decoder_n_points=4, num_feature_levels=4, num_queries=300, two_stage_num_proposals=300,
     with_box_refine=False, two_stage=False, activation_function='relu',
     position_embedding_type='sine', dilation=False, use_timm_backbone=True, backbone='resnet50',
-    tie_word_embeddings=True, dropout=0.1, attention_dropout=0.0, activation_dropout=0.0)
+    tie_word_embeddings=True)
 # What Hugging Face's model hard-codes, as our configs spell it.
 HF_INPUT_PROJ = 'ChannelMapper(1x1 conv with bias, GroupNorm 32, no activation)'
 HF_POSITION_EMBEDDING = dict(temperature=10000, normalize=True, offset=-0.5, scale=2 * math.pi)
@@ -244,8 +244,18 @@ def our_configs(root):
     return sorted(glob.glob(osp.join(root, 'configs', 'deformable_detr_r50*.py')))
 
 
-def hf_config_json(architecture, class_names, timm_backbone=False):
-    """A config.json (dict) that transformers 4.x and 5.x build our architecture from.
+def hf_dropouts(cfg):
+    """Our config's dropouts as Hugging Face's three (for training in transformers; it also
+    drops out the encoder's input, which neither we nor the authors do)."""
+    layer = cfg.model.decoder.layer_cfg
+    return dict(dropout=layer.cross_attn_cfg.get('dropout', 0.1),
+                attention_dropout=layer.self_attn_cfg.get('dropout', 0.0),
+                activation_dropout=layer.ffn_cfg.get('ffn_drop', 0.0))
+
+
+def hf_config_json(architecture, class_names, timm_backbone=False, dropouts=None):
+    """A config.json (dict) that transformers 4.x and 5.x build our architecture from, with
+    ``dropouts`` (see :func:`hf_dropouts`) for training there.
 
     The backbone is transformers' own ResNet (no timm needed), or with ``timm_backbone`` timm's,
     as on the hub; DC5 needs timm (transformers' ResNet has no dilation). Refinement heads are
@@ -260,11 +270,16 @@ def hf_config_json(architecture, class_names, timm_backbone=False):
                                              num_feats=architecture['d_model'] // 2),
                      encoder_own_level_only=False, box_mlp_layers=3, activation_function='relu')
     depth = re.fullmatch(r'resnet(\d+)', str(architecture['backbone']))
+    timm = timm_backbone or architecture['dilation'] is True
     problems = differences(reference, architecture)
     if not depth:
         problems.append(('backbone', 'a standard ResNet', architecture['backbone']))
     if architecture['dilation'] not in (True, False):
         problems.append(('dilation', 'DC5 or none', architecture['dilation']))
+    timm_out = [2, 3, 4] if architecture['num_feature_levels'] > 1 else [4]
+    if timm and architecture['backbone_out_indices'] != timm_out:
+        problems.append(('backbone_out_indices', f'{timm_out} with timm',
+                         architecture['backbone_out_indices']))
     if problems:
         raise ValueError("Hugging Face's Deformable DETR cannot express: " + '; '.join(
             f'{key} {ours!r} (it has {theirs!r})' for key, theirs, ours in sorted(problems)))
@@ -280,8 +295,8 @@ def hf_config_json(architecture, class_names, timm_backbone=False):
         tie_word_embeddings=not architecture['with_box_refine'],
         id2label={str(i): name for i, name in enumerate(class_names)},
         label2id={name: i for i, name in enumerate(class_names)},
-        dilation=architecture['dilation'], use_pretrained_backbone=False)
-    if timm_backbone or architecture['dilation']:
+        dilation=architecture['dilation'], use_pretrained_backbone=False, **(dropouts or {}))
+    if timm:
         config.update(use_timm_backbone=True, backbone=architecture['backbone'],
                       backbone_config=None)
     else:

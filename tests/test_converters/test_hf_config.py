@@ -8,7 +8,7 @@ from transformers import DeformableDetrConfig
 
 from mmdeform.converters import (config_architecture, hf_architecture, hf_config_json,
                                  matching_config)
-from mmdeform.converters.hf_config import differences, our_configs
+from mmdeform.converters.hf_config import differences, hf_dropouts, our_configs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 CONFIGS = our_configs(ROOT)
@@ -65,12 +65,15 @@ def test_mmdet_dilation_is_not_dc5():
 
 @pytest.mark.parametrize('path', CONFIGS)
 def test_written_config_reads_back(path):
-    architecture = config_architecture(Config.fromfile(path))
+    cfg = Config.fromfile(path)
+    architecture = config_architecture(cfg)
     for timm in (False, True):
-        written = hf_config_json(architecture, [f'class {i}' for i in range(80)], timm)
+        written = hf_config_json(architecture, [f'class {i}' for i in range(80)], timm,
+                                 hf_dropouts(cfg))
         assert hf_architecture(written) == architecture
-        # transformers reads it too, without complaint
-        DeformableDetrConfig.from_dict(written)
+        # transformers reads it too, the authors' dropouts included
+        hf = DeformableDetrConfig.from_dict(written)
+        assert (hf.dropout, hf.attention_dropout, hf.activation_dropout) == (0.1, 0.1, 0.1)
 
 
 def test_what_hugging_face_cannot_express_is_refused():

@@ -270,3 +270,46 @@ def test_timm_backbone_layout(tmp_path):
                          strict=True)
     for name, value in timm.items():
         assert torch.equal(ours.state_dict()['backbone.' + name], value), name
+
+
+def test_config_that_differs_is_refused(tmp_path, capsys):
+    hf_model('multi_scale').save_pretrained(tmp_path / 'hf')
+    config = write_config(our_config('single_scale'), tmp_path / 'config.py')
+    with pytest.raises(SystemExit, match='num_feature_levels: Hugging Face 4, ours 1'):
+        HF_TO_OURS.main([str(tmp_path / 'hf'), str(tmp_path / 'ours.pth'), '--config', config])
+    assert not (tmp_path / 'ours.pth').exists()
+    # without --config it converts, and says which of ours is closest and how it differs
+    HF_TO_OURS.main([str(tmp_path / 'hf'), str(tmp_path / 'ours.pth')])
+    out = capsys.readouterr().out
+    assert 'the closest, configs/deformable_detr_r50.py, differs in' in out
+    assert 'd_model: Hugging Face 64, ours 256' in out
+
+
+def test_bad_folders_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match='no config.json'):
+        load_hf_folder(str(tmp_path))
+    (tmp_path / 'config.json').write_text(json.dumps(dict(model_type='deformable_detr')))
+    with pytest.raises(FileNotFoundError, match='no model.safetensors'):
+        load_hf_folder(str(tmp_path))
+    (tmp_path / 'config.json').write_text(json.dumps(dict(model_type='detr')))
+    with pytest.raises(ValueError, match="'detr' model"):
+        load_hf_folder(str(tmp_path))
+
+
+def test_inconsistent_weights_are_named(tmp_path):
+    hf = hf_model('refine', tie_word_embeddings=False)
+    hf.save_pretrained(tmp_path / 'hf')
+    config, state_dict = load_hf_folder(str(tmp_path / 'hf'))
+    alias = 'model.decoder.bbox_embed.1.layers.0.weight'
+    with pytest.raises(ValueError, match=alias):
+        hf_to_mmdeform(dict(state_dict, **{alias: state_dict[alias] + 1}), config)
+    del state_dict['model.decoder.layers.1.self_attn.k_proj.weight']
+    with pytest.raises(KeyError, match='k projection of model.decoder.layers.1.self_attn'):
+        hf_to_mmdeform(state_dict, config)
+
+
+def test_export_refuses_a_checkpoint_of_another_config(tmp_path):
+    torch.save(build_ours(our_config('refine')).state_dict(), tmp_path / 'ours.pth')
+    config = write_config(our_config('two_stage'), tmp_path / 'config.py')
+    with pytest.raises(RuntimeError, match='memory_trans_fc'):
+        OURS_TO_HF.main([str(tmp_path / 'ours.pth'), str(tmp_path / 'hf'), config])

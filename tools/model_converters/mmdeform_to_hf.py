@@ -24,7 +24,7 @@ def main(argv=None):
     from mmengine.registry import DefaultScope
 
     from mmdeform.converters import hf_config_json, mmdeform_to_hf, save_hf_folder
-    from mmdeform.converters.hf_config import config_architecture
+    from mmdeform.converters.hf_config import config_architecture, hf_dropouts
     from mmdeform.registry import DATASETS, MODELS
     from mmdeform.utils import register_all_modules
     from mmdeform.utils.checkpoint import load_checkpoint_file
@@ -39,7 +39,7 @@ def main(argv=None):
         # refuses, naming the keys, a checkpoint of another model than the config's
         MODELS.build(cfg.model).load_state_dict(state_dict, strict=True)
         classes = class_names(checkpoint, cfg, DATASETS, architecture['num_classes'])
-    config = hf_config_json(architecture, classes, args.timm_backbone)
+    config = hf_config_json(architecture, classes, args.timm_backbone, hf_dropouts(cfg))
     save_hf_folder(args.dst, config, mmdeform_to_hf(state_dict, architecture, args.timm_backbone))
     print(f'{args.dst}: config.json and model.safetensors ({len(state_dict)} tensors of ours)')
 
