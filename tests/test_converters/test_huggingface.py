@@ -122,8 +122,8 @@ def run_ours(model, pixels, samples):
     return classes[-1], boxes[-1], references[0], None if enc_class is None else enc_class[..., 0]
 
 
-def assert_same_outputs(hf, ours, class_rows=COCO_CATEGORY_IDS):
-    pixels, mask, samples = padded_batch()
+def assert_same_outputs(hf, ours, class_rows=COCO_CATEGORY_IDS, shapes=((96, 128), (72, 100))):
+    pixels, mask, samples = padded_batch(shapes)
     with torch.no_grad():
         expected = hf(pixel_values=pixels, pixel_mask=mask)
     logits, boxes, reference, objectness = run_ours(ours, pixels, samples)
@@ -313,3 +313,26 @@ def test_export_refuses_a_checkpoint_of_another_config(tmp_path):
     config = write_config(our_config('two_stage'), tmp_path / 'config.py')
     with pytest.raises(RuntimeError, match='memory_trans_fc'):
         OURS_TO_HF.main([str(tmp_path / 'ours.pth'), str(tmp_path / 'hf'), config])
+
+
+def test_hub_sized_two_stage_checkpoint(tmp_path, capsys):
+    """At the hub's size (ResNet-50 of transformers' layout, 256 channels, 6 + 6 layers, 300
+    queries, 91 classes) the tool names configs/deformable_detr_r50_2stage.py, whose model
+    computes what Hugging Face's does."""
+    config = DeformableDetrConfig(backbone_config=ResNetConfig(
+        out_features=['stage2', 'stage3', 'stage4']), num_labels=91, with_box_refine=True,
+        two_stage=True, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    hf = perturbed(DeformableDetrForObjectDetection(config).eval())
+    with torch.no_grad():
+        hf.model.decoder.bbox_embed.load_state_dict(hf.bbox_embed.state_dict())
+        hf.model.decoder.class_embed.load_state_dict(hf.class_embed.state_dict())
+    hf.save_pretrained(tmp_path / 'hf')
+    HF_TO_OURS.main([str(tmp_path / 'hf'), str(tmp_path / 'ours.pth')])
+    assert 'It is configs/deformable_detr_r50_2stage.py' in capsys.readouterr().out
+    cfg = Config.fromfile(os.path.join(ROOT, 'configs', 'deformable_detr_r50_2stage.py'))
+    cfg.model.backbone.init_cfg = None
+    ours = build_ours(cfg)
+    ours.load_state_dict(torch.load(tmp_path / 'ours.pth', weights_only=True)['state_dict'],
+                         strict=True)
+    assert_same_outputs(hf, ours, shapes=((256, 352), (224, 320)))  # > 300 proposals

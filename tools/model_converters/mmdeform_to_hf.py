@@ -6,7 +6,7 @@ publishing on the hub or Hugging Face pipelines. The backbone is transformers' o
 timm's with --timm-backbone (as on the hub; DC5 always, transformers' ResNet has no dilation).
 Class names come from the checkpoint's dataset_meta, else from the config's dataset.
 
-    python tools/model_converters/mmdeform_to_hf.py ours.pth hf_folder/ configs/deformable_detr_r50.py
+    python tools/model_converters/mmdeform_to_hf.py ours.pth hf/ configs/deformable_detr_r50.py
 """
 import argparse
 import sys
