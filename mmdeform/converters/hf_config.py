@@ -33,14 +33,15 @@ HF_POSITION_EMBEDDING = dict(temperature=10000, normalize=True, offset=-0.5, sca
 RESNET_DEPTHS = {('basic', (2, 2, 2, 2)): 18, ('basic', (3, 4, 6, 3)): 34,
                  ('bottleneck', (3, 4, 6, 3)): 50, ('bottleneck', (3, 4, 23, 3)): 101,
                  ('bottleneck', (3, 8, 36, 3)): 152}
-RESNET_STEM_CHANNELS = 64
+RESNET_BASE_CHANNELS = 64  # a standard ResNet's, its stem's channels too
 TIMM_RESNET = re.compile(r'^resnet(18|34|50|101|152)$')
 
 
-def resnet_widths(depth):
-    """The output channels of a standard ResNet's four stages."""
+def resnet_widths(depth, base_channels=RESNET_BASE_CHANNELS, stem_channels=None):
+    """[stem, stage 1 .. 4] output channels of a ResNet (standard: 64 base channels)."""
     expansion = 1 if depth < 50 else 4
-    return [RESNET_STEM_CHANNELS * expansion * 2**i for i in range(4)]
+    return [stem_channels or base_channels] + [base_channels * expansion * 2**i
+                                               for i in range(4)]
 
 
 def _setting(config, key):
@@ -51,7 +52,7 @@ def _setting(config, key):
 def hf_backbone(config):
     """(layout, description) of a config.json's backbone: layout 'timm' or 'resnet' (the key
     layout of its weights), the description as the architecture's ``backbone``,
-    ``backbone_out_indices`` and ``dilation``."""
+    ``backbone_widths``, ``backbone_out_indices`` and ``dilation``."""
     levels = _setting(config, 'num_feature_levels')
     default_out = [2, 3, 4] if levels > 1 else [4]
     backbone = config.get('backbone_config')
@@ -71,11 +72,13 @@ def hf_backbone(config):
                              'ResNets (resnet18, 34, 50, 101, 152) map onto ours')
         # transformers 5.x turns config.dilation into output_stride 16 (4.x form above too)
         dilation = backbone.get('output_stride') == 16
-        return 'timm', dict(backbone=name,
+        return 'timm', dict(backbone=name, backbone_widths=resnet_widths(int(name[6:])),
                             backbone_out_indices=list(backbone.get('out_indices') or default_out),
                             dilation=dilation)
     if backbone.get('model_type') == 'resnet':
         return 'resnet', dict(backbone=_hf_resnet_name(backbone),
+                              backbone_widths=[backbone.get('embedding_size', RESNET_BASE_CHANNELS)]
+                              + list(backbone.get('hidden_sizes', resnet_widths(50)[1:])),
                               backbone_out_indices=_hf_resnet_out_indices(backbone, default_out),
                               # transformers' ResNet has no dilation: it ignores config.dilation
                               dilation=False)
@@ -90,10 +93,6 @@ def _hf_resnet_name(backbone):
     if depth is None:
         return f'ResNet({layer_type} blocks {list(depths)})'
     name, unusual = f'resnet{depth}', []
-    if list(backbone.get('hidden_sizes', resnet_widths(50))) != resnet_widths(depth):
-        unusual.append(f'hidden_sizes={backbone.get("hidden_sizes")}')
-    if backbone.get('embedding_size', RESNET_STEM_CHANNELS) != RESNET_STEM_CHANNELS:
-        unusual.append(f'embedding_size={backbone["embedding_size"]}')
     if backbone.get('downsample_in_bottleneck'):
         unusual.append('stride in the first 1x1 conv')
     if backbone.get('downsample_in_first_stage'):
@@ -188,12 +187,14 @@ def our_backbone(backbone):
     """``backbone``, ``backbone_out_indices`` and ``dilation`` of one of our backbone configs."""
     depth = backbone.get('depth')
     kind = backbone.type.split('.')[-1]  # without its registry scope
+    widths = None
     if kind not in ('ResNet', 'DC5ResNet') or backbone.get('num_stages', 4) != 4:
         name = f'{backbone.type}(depth={depth})'
     else:
+        widths = resnet_widths(depth, backbone.get('base_channels', RESNET_BASE_CHANNELS),
+                               backbone.get('stem_channels'))
         unusual = [f'{key}={backbone[key]}' for key, standard in (
-            ('style', 'pytorch'), ('deep_stem', False), ('avg_down', False),
-            ('base_channels', RESNET_STEM_CHANNELS), ('stem_channels', None))
+            ('style', 'pytorch'), ('deep_stem', False), ('avg_down', False))
             if backbone.get(key, standard) != standard]
         name = f'resnet{depth} ({", ".join(unusual)})' if unusual else f'resnet{depth}'
     strides = tuple(backbone.get('strides', (1, 2, 2, 2)))
@@ -205,6 +206,7 @@ def our_backbone(backbone):
     else:  # mmdet's dilation also dilates a stage's first block: not DC5's
         dilation = f"mmdet's strides={list(strides)}, dilations={list(dilations)}"
     return dict(backbone=name,
+                backbone_widths=widths,
                 backbone_out_indices=[i + 1 for i in backbone.get('out_indices', (0, 1, 2, 3))],
                 dilation=dilation)
 
@@ -280,6 +282,9 @@ def hf_config_json(architecture, class_names, timm_backbone=False, dropouts=None
     if timm and architecture['backbone_out_indices'] != timm_out:
         problems.append(('backbone_out_indices', f'{timm_out} with timm',
                          architecture['backbone_out_indices']))
+    if timm and depth and architecture['backbone_widths'] != resnet_widths(int(depth[1])):
+        problems.append(('backbone_widths', 'the standard ones with timm',
+                         architecture['backbone_widths']))
     if problems:
         raise ValueError("Hugging Face's Deformable DETR cannot express: " + '; '.join(
             f'{key} {ours!r} (it has {theirs!r})' for key, theirs, ours in sorted(problems)))
@@ -305,6 +310,7 @@ def hf_config_json(architecture, class_names, timm_backbone=False, dropouts=None
         config.update(use_timm_backbone=False, backbone=None, backbone_config=dict(
             model_type='resnet', layer_type='basic' if depth < 50 else 'bottleneck',
             depths=list(next(d for (_, d), v in RESNET_DEPTHS.items() if v == depth)),
-            hidden_sizes=resnet_widths(depth), embedding_size=RESNET_STEM_CHANNELS,
+            embedding_size=architecture['backbone_widths'][0],
+            hidden_sizes=architecture['backbone_widths'][1:],
             out_indices=out_indices, out_features=[f'stage{i}' for i in out_indices]))
     return config

@@ -23,7 +23,8 @@ import re
 
 import torch
 
-from .hf_config import hf_architecture, hf_backbone
+from .coco_classes import NUM_CATEGORY_IDS, category_ids_to_classes, class_names_of_category_ids
+from .hf_config import hf_architecture, hf_backbone, hf_num_labels
 from .key_renames import rename_keys, reversed_pairs
 from .official import mmdeform_to_official, official_to_mmdeform
 
@@ -81,8 +82,8 @@ LAYOUT = 'the Hugging Face checkpoint'
 
 
 def hf_to_mmdeform(state_dict, config):
-    """A Hugging Face state dict and its config.json (dict) -> our state dict, class rows as
-    they are (see :mod:`.coco_classes` for the 91 category ids)."""
+    """A Hugging Face state dict and its config.json (dict) -> our state dict; 91 rows indexed by
+    COCO category id become our 80 classes (:mod:`.coco_classes`), other class rows stay."""
     architecture = hf_architecture(config)
     state_dict = rename_keys(state_dict, HF5_FILE_PAIRS + KEEP_THE_REST, LAYOUT)
     # their BatchNorms are frozen; ours get fresh batch counts below
@@ -93,7 +94,21 @@ def hf_to_mmdeform(state_dict, config):
     state_dict = pack_qkv(state_dict)
     if hf_backbone(config)[0] == 'resnet':
         state_dict = rename_keys(state_dict, HF_RESNET_PAIRS + KEEP_THE_REST, LAYOUT)
-    return official_to_mmdeform(rename_keys(state_dict, HF_OFFICIAL_PAIRS, LAYOUT))
+    state_dict = official_to_mmdeform(rename_keys(state_dict, HF_OFFICIAL_PAIRS, LAYOUT))
+    if hf_num_labels(config) == NUM_CATEGORY_IDS:
+        return category_ids_to_classes(state_dict)
+    return state_dict
+
+
+def hf_class_names(config):
+    """Our class names from config.json's ``id2label``, in the order of
+    :func:`hf_to_mmdeform`'s class rows (None without names)."""
+    id2label = {int(k): v for k, v in (config.get('id2label') or {}).items()}
+    if not id2label:
+        return None
+    if hf_num_labels(config) == NUM_CATEGORY_IDS:
+        return class_names_of_category_ids(id2label)
+    return tuple(id2label[i] for i in sorted(id2label))
 
 
 def mmdeform_to_hf(state_dict, architecture, timm_backbone=False):

@@ -11,8 +11,7 @@ from mmengine.registry import DefaultScope
 from tools_loader import load_tool
 from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection, ResNetConfig
 
-from mmdeform.converters import (COCO_CATEGORY_IDS, category_ids_to_classes, hf_to_mmdeform,
-                                 load_hf_folder)
+from mmdeform.converters import COCO_CATEGORY_IDS, hf_to_mmdeform, load_hf_folder
 from mmdeform.registry import MODELS
 from mmdeform.utils import register_all_modules
 
@@ -165,8 +164,7 @@ def test_hf_tied_refinement_class_heads(tmp_path):
     assert 'class_embed.1.weight' not in state_dict and 'bbox_embed.1.layers.0.weight' not in \
         state_dict
     ours = build_ours(our_config('refine'))
-    ours.load_state_dict(category_ids_to_classes(hf_to_mmdeform(state_dict, config)),
-                         strict=True)
+    ours.load_state_dict(hf_to_mmdeform(state_dict, config), strict=True)
     assert_same_outputs(hf, ours)
 
 
@@ -266,8 +264,7 @@ def test_timm_backbone_layout(tmp_path):
     cfg.model.backbone.depth = 50
     cfg.model.neck.in_channels = [512, 1024, 2048]
     ours = build_ours(cfg)
-    ours.load_state_dict(category_ids_to_classes(hf_to_mmdeform(state_dict, config)),
-                         strict=True)
+    ours.load_state_dict(hf_to_mmdeform(state_dict, config), strict=True)
     for name, value in timm.items():
         assert torch.equal(ours.state_dict()['backbone.' + name], value), name
 
@@ -336,3 +333,16 @@ def test_hub_sized_two_stage_checkpoint(tmp_path, capsys):
     ours.load_state_dict(torch.load(tmp_path / 'ours.pth', weights_only=True)['state_dict'],
                          strict=True)
     assert_same_outputs(hf, ours, shapes=((256, 352), (224, 320)))  # > 300 proposals
+
+
+def test_demo_model_exports(tmp_path):
+    """The demo's model (a half-width ResNet-18, 5 shapes classes) exports too, its class names
+    from the config's dataset."""
+    path = os.path.join(ROOT, 'configs', 'demo', 'deformable_detr_tiny_2stage_shapes.py')
+    ours = perturbed(build_ours(Config.fromfile(path)))
+    torch.save(ours.state_dict(), tmp_path / 'ours.pth')
+    OURS_TO_HF.main([str(tmp_path / 'ours.pth'), str(tmp_path / 'hf'), path])
+    hf = DeformableDetrForObjectDetection.from_pretrained(tmp_path / 'hf').eval()
+    assert hf.config.backbone_config.hidden_sizes == [32, 64, 128, 256]
+    assert list(hf.config.id2label.values()) == ['circle', 'square', 'triangle', 'cross', 'ring']
+    assert_same_outputs(hf, ours, class_rows=slice(None))

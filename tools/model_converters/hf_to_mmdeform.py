@@ -24,9 +24,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from mmengine.config import Config
 
+    from mmdeform.converters import hf_class_names, hf_to_mmdeform, load_hf_folder
     from mmdeform.converters import hf_config as hf
-    from mmdeform.converters import (category_ids_to_classes, class_names_of_category_ids,
-                                     hf_to_mmdeform, load_hf_folder)
     from mmdeform.utils.checkpoint import save_checkpoint_file
 
     config, state_dict = load_hf_folder(args.src)
@@ -41,13 +40,10 @@ def main(argv=None):
         path, diffs = hf.matching_config(architecture, hf.our_configs(ROOT))
 
     state_dict = hf_to_mmdeform(state_dict, config)
-    id2label = {int(k): v for k, v in (config.get('id2label') or {}).items()}
-    if hf.hf_num_labels(config) == hf.NUM_CATEGORY_IDS:
-        state_dict = category_ids_to_classes(state_dict)
-        classes = class_names_of_category_ids(id2label) if id2label else None
-    else:
-        classes = tuple(id2label[i] for i in sorted(id2label)) if id2label else None
-    meta = dict(converted_from=args.src, dataset_meta=dict(classes=classes) if classes else None)
+    classes = hf_class_names(config)
+    meta = dict(converted_from=args.src)
+    if classes:  # the class names tools/test.py and image_demo.py draw with
+        meta['dataset_meta'] = dict(classes=classes)
     save_checkpoint_file(dict(state_dict=state_dict, meta=meta), args.dst)
     print(f'{len(state_dict)} tensors written to {args.dst}')
     shown = args.config or osp.relpath(path, ROOT)
