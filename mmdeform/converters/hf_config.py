@@ -13,6 +13,7 @@ transformers 5.x writes a ``backbone_config`` of ``model_type`` ``timm_backbone`
 """
 import glob
 import math
+from functools import partial
 import os.path as osp
 import re
 
@@ -24,8 +25,7 @@ HF_DEFAULTS = dict(
     decoder_attention_heads=8, encoder_ffn_dim=1024, decoder_ffn_dim=1024, encoder_n_points=4,
     decoder_n_points=4, num_feature_levels=4, num_queries=300, two_stage_num_proposals=300,
     with_box_refine=False, two_stage=False, activation_function='relu',
-    position_embedding_type='sine', dilation=False, use_timm_backbone=True, backbone='resnet50',
-    tie_word_embeddings=True)
+    position_embedding_type='sine', dilation=False, use_timm_backbone=True, backbone='resnet50')
 # What Hugging Face's model hard-codes, as our configs spell it.
 HF_INPUT_PROJ = 'ChannelMapper(1x1 conv with bias, GroupNorm 32, no activation)'
 HF_POSITION_EMBEDDING = dict(temperature=10000, normalize=True, offset=-0.5, scale=2 * math.pi)
@@ -111,6 +111,7 @@ def _hf_resnet_out_indices(backbone, default):
 
 
 def hf_num_labels(config):
+    """The number of class rows: ``id2label``'s length, as transformers counts them."""
     if config.get('id2label'):
         return len(config['id2label'])
     return config.get('num_labels', 2)
@@ -118,7 +119,7 @@ def hf_num_labels(config):
 
 def hf_architecture(config):
     """The architecture of a Hugging Face config.json (a dict)."""
-    s = lambda key: _setting(config, key)  # noqa: E731
+    s = partial(_setting, config)
     two_stage = s('two_stage')
     num_labels = hf_num_labels(config)
     return dict(

@@ -63,17 +63,25 @@ HF5_FILE_PAIRS = [
     ('model.decoder.layers.{n}.mlp.', 'model.decoder.layers.{n}.'),
 ]
 BACKBONE = 'model.backbone.conv_encoder.model.'
-# transformers' ResNet -> torchvision's names (which timm's, the authors' and mmdet's share).
-HF_RESNET_PAIRS = [(BACKBONE + 'embedder.embedder.convolution.', BACKBONE + 'conv1.'),
-                   (BACKBONE + 'embedder.embedder.normalization.', BACKBONE + 'bn1.')]
-for _stage in range(4):
-    _theirs, _ours = f'{BACKBONE}encoder.stages.{_stage}.layers.{{n}}.', \
-        f'{BACKBONE}layer{_stage + 1}.{{n}}.'
-    HF_RESNET_PAIRS += [(_theirs + 'shortcut.convolution.', _ours + 'downsample.0.'),
-                        (_theirs + 'shortcut.normalization.', _ours + 'downsample.1.')]
-    for _conv in range(3):
-        HF_RESNET_PAIRS += [(f'{_theirs}layer.{_conv}.convolution.', f'{_ours}conv{_conv + 1}.'),
-                            (f'{_theirs}layer.{_conv}.normalization.', f'{_ours}bn{_conv + 1}.')]
+
+
+def _hf_resnet_pairs():
+    """transformers' ResNet -> torchvision's names (which timm's, the authors' and mmdet's
+    share): the stem, then per stage and block the shortcut and up to three conv + BN."""
+    pairs = [(BACKBONE + 'embedder.embedder.convolution.', BACKBONE + 'conv1.'),
+             (BACKBONE + 'embedder.embedder.normalization.', BACKBONE + 'bn1.')]
+    for stage in range(4):
+        theirs = f'{BACKBONE}encoder.stages.{stage}.layers.{{n}}.'
+        ours = f'{BACKBONE}layer{stage + 1}.{{n}}.'
+        pairs += [(theirs + 'shortcut.convolution.', ours + 'downsample.0.'),
+                  (theirs + 'shortcut.normalization.', ours + 'downsample.1.')]
+        for conv in range(3):
+            pairs += [(f'{theirs}layer.{conv}.convolution.', f'{ours}conv{conv + 1}.'),
+                      (f'{theirs}layer.{conv}.normalization.', f'{ours}bn{conv + 1}.')]
+    return pairs
+
+
+HF_RESNET_PAIRS = _hf_resnet_pairs()
 KEEP_THE_REST = [('', '')]
 HEADS = ('class_embed', 'bbox_embed')
 HEAD_ALIAS = re.compile(r'^model\.decoder\.(class_embed|bbox_embed)\.')
