@@ -2,10 +2,14 @@
 import os
 
 import torch
+import torch.nn.functional as F
+from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from tools_loader import load_tool
 
+from mmdeform.converters import (COCO_CATEGORY_IDS, category_ids_to_classes,
+                                 mmdeform_to_official, official_to_mmdeform)
 from mmdeform.registry import MODELS
 from mmdeform.utils import register_all_modules
 
@@ -29,7 +33,11 @@ def official_state_dict(layers=2, two_stage=False, refine=False):
     sd = {}
 
     def add(key, *shape):
-        sd[key] = torch.randn(*shape, generator=g)
+        # fan-in scaled, positive variances: a forward pass stays finite
+        value = torch.randn(*shape, generator=g)
+        if len(shape) > 1:
+            value /= torch.tensor(shape[1:]).prod().sqrt()
+        sd[key] = value.abs() + 0.5 if key.endswith('running_var') else value
 
     resnet18 = {'conv1.weight': (64, 3, 7, 7)}
     for name in ('weight', 'bias', 'running_mean', 'running_var'):
@@ -110,7 +118,7 @@ def official_state_dict(layers=2, two_stage=False, refine=False):
 
 def test_official_one_stage_loads_strictly():
     theirs = official_state_dict()
-    ours = load_tool('model_converters/official_to_mmdeform.py').convert(theirs)
+    ours = category_ids_to_classes(official_to_mmdeform(theirs))
     model = build('deformable_detr_r50.py')
     model.load_state_dict(ours, strict=True)
     sd = model.state_dict()
@@ -131,18 +139,82 @@ def test_official_one_stage_loads_strictly():
 
 def test_official_two_stage_loads_strictly():
     theirs = official_state_dict(two_stage=True, refine=True)
-    ours = load_tool('model_converters/official_to_mmdeform.py').convert(theirs)
+    ours = category_ids_to_classes(official_to_mmdeform(theirs))
     model = build('deformable_detr_r50_2stage.py')
     model.load_state_dict(ours, strict=True)
     assert torch.equal(model.state_dict()['pos_trans_fc.weight'],
                        theirs['transformer.pos_trans.weight'])
 
 
+def padded_batch(shapes=((96, 128), (64, 96))):
+    """Two normalized images padded into one batch, and their samples."""
+    g = torch.Generator().manual_seed(1)
+    height, width = max(h for h, _ in shapes), max(w for _, w in shapes)
+    inputs = torch.zeros(len(shapes), 3, height, width)
+    samples = []
+    for image, (h, w) in zip(inputs, shapes):
+        image[:, :h, :w] = torch.randn(3, h, w, generator=g)
+        samples.append(DetDataSample(metainfo=dict(img_shape=(h, w), batch_input_shape=(height,
+                                                                                       width))))
+    return inputs, samples
+
+
+def test_official_two_stage_keeps_the_objectness_row():
+    """The first-stage branch ranks proposals by their class-agnostic row 0: the converted model
+    picks the proposals that row picks, not those of category id 1 (person)."""
+    theirs = official_state_dict(two_stage=True, refine=True)
+    model = build('deformable_detr_r50_2stage.py')
+    model.load_state_dict(category_ids_to_classes(official_to_mmdeform(theirs)), strict=True)
+    model.eval()
+    memory = {}
+    model.memory_trans_norm.register_forward_hook(lambda m, i, out: memory.update(out=out))
+    inputs, samples = padded_batch()
+    with torch.no_grad():
+        _, references, enc_class, enc_boxes = model.forward_transformer(
+            model.extract_feat(inputs), samples)
+
+    weight, bias = theirs['class_embed.2.weight'], theirs['class_embed.2.bias']  # 2 layers + 1
+    objectness = F.linear(memory['out'], weight[0:1], bias[0:1])[..., 0]
+    torch.testing.assert_close(enc_class[..., 0], objectness)
+    chosen = objectness.topk(model.num_queries, dim=1).indices
+    expected = enc_boxes.gather(1, chosen[..., None].expand(-1, -1, 4))
+    torch.testing.assert_close(references[0], expected)
+    # What the defect did: rank by the row of category id 1, which picks other proposals.
+    person = F.linear(memory['out'], weight[1:2], bias[1:2])[..., 0]
+    assert set(person.topk(model.num_queries, dim=1).indices[0].tolist()) != \
+        set(chosen[0].tolist())
+    # The first stage's rows 1..79 stay its trained negatives, not category rows.
+    assert torch.equal(model.bbox_head.cls_branches[2].weight, weight[:80])
+    assert torch.equal(model.bbox_head.cls_branches[0].weight, theirs['class_embed.0.weight'][
+        torch.tensor(COCO_CATEGORY_IDS)])
+
+
+def test_official_layout_round_trip_is_exact():
+    """ours -> the authors' layout -> ours gives every tensor back (the Hugging Face export goes
+    through the authors' layout)."""
+    for config in ('deformable_detr_r50.py', 'deformable_detr_r50_2stage.py',
+                   'deformable_detr_r50_single_scale.py'):
+        model = build(config)
+        model.init_weights()  # no uninitialized memory, whose NaNs would never equal
+        ours = model.state_dict()
+        back = official_to_mmdeform(mmdeform_to_official(ours))
+        assert set(back) == set(ours), config
+        assert all(torch.equal(back[k], ours[k]) for k in ours if 'num_batches_tracked' not in k)
+
+
+def test_official_converter_command(tmp_path):
+    src, dst = tmp_path / 'theirs.pth', tmp_path / 'ours.pth'
+    torch.save(dict(model=official_state_dict(two_stage=True, refine=True)), src)
+    load_tool('model_converters/official_to_mmdeform.py').main([str(src), str(dst)])
+    build('deformable_detr_r50_2stage.py').load_state_dict(
+        torch.load(dst, weights_only=True)['state_dict'], strict=True)
+
+
 def test_official_unknown_key_is_named():
     theirs = official_state_dict()
     theirs['transformer.something_new.weight'] = torch.zeros(1)
     try:
-        load_tool('model_converters/official_to_mmdeform.py').convert(theirs)
+        official_to_mmdeform(theirs)
     except KeyError as error:
         assert 'transformer.something_new.weight' in str(error)
     else:
