@@ -12,8 +12,8 @@ import time
 import pytest
 import torch
 from mmengine.runner import Runner
-from tools_toy_modules import (SimulatedCrash, read_train_records, toy_runner_cfg,
-                               write_tiny_coco)
+from tools_toy_modules import (SimulatedCrash, dropout_mask, read_train_records,
+                               toy_runner_cfg, write_tiny_coco)
 
 import mmdeform.engine  # noqa: F401  (registers the hooks)
 from mmdeform.utils import allow_mmengine_checkpoint_globals, load_checkpoint_file
@@ -58,7 +58,7 @@ def _assert_same_weights(path, reference_path):
 
 def _assert_same_iterations(records, reference_records, iterations):
     for iteration in iterations:
-        for key in ('loss', 'lr', 'img_ids'):
+        for key in ('loss', 'lr', 'img_ids', 'dropout'):
             assert records[iteration][key] == reference_records[iteration][key], \
                 (iteration, key)
 
@@ -77,6 +77,10 @@ def reference(tiny_coco, tmp_path_factory):
     _train(work_dir, tiny_coco, *SEED)
     records, _ = read_train_records(work_dir)
     assert sorted(records) == list(range(1, 2 * ITERS_PER_EPOCH + 1))
+    # the encoder's FFN dropout (p = 0.1) drew a mask in every iteration, each its own
+    masks = [dropout_mask(record) for record in records.values()]
+    assert all(0.05 < dropped.sum() / (dropped | kept).sum() < 0.15 for dropped, kept in masks)
+    assert len({record['dropout']['dropped'] for record in records.values()}) == len(records)
     return work_dir, records
 
 
