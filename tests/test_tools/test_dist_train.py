@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from tools_toy_modules import dropout_mask, read_train_records, write_tiny_coco
+from tools_toy_modules import assert_same_iterations, dropout_mask, read_train_records
 
 from mmdeform.utils import load_checkpoint_file
 
@@ -38,13 +38,6 @@ def _dist_train(work_dir, data_root, *options, cfg_options=(), returncode=0):
         env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == returncode, result.stderr[-3000:]
     return result
-
-
-@pytest.fixture(scope='module')
-def tiny_coco(tmp_path_factory):
-    root = tmp_path_factory.mktemp('coco')
-    write_tiny_coco(root)
-    return root
 
 
 @pytest.fixture(scope='module')
@@ -99,11 +92,8 @@ def test_two_process_resume_continues_exactly(reference, tiny_coco, tmp_path):
     assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'epoch_1.pth')
     _dist_train(tmp_path, tiny_coco, '--resume')
     for rank in (0, 1):
-        records, _ = read_train_records(tmp_path, rank)
-        for iteration in ITERATIONS:
-            for key in ('loss', 'lr', 'img_ids', 'dropout'):
-                assert records[iteration][key] == reference_records[rank][0][iteration][key], \
-                    (rank, iteration, key)
+        assert_same_iterations(read_train_records(tmp_path, rank)[0],
+                               reference_records[rank][0], ITERATIONS)
     state, reference_state = (load_checkpoint_file(path / 'epoch_2.pth')['state_dict']
                               for path in (tmp_path, reference_dir))
     assert all(torch.equal(state[name], weight) for name, weight in reference_state.items())

@@ -167,6 +167,15 @@ def read_train_records(work_dir, rank=0):
     return iterations, [record for record in records if 'saved_iter' in record]
 
 
+def assert_same_iterations(records, reference_records, iterations):
+    """The records of ``iterations`` have the reference's loss, learning rate, images and
+    dropout mask."""
+    for iteration in iterations:
+        for key in ('loss', 'lr', 'img_ids', 'dropout'):
+            assert records[iteration][key] == reference_records[iteration][key], \
+                (iteration, key)
+
+
 class SimulatedCrash(Exception):
     """Raised by InterruptHook."""
 
