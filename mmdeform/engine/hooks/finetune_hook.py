@@ -20,8 +20,8 @@ class FinetuneHook(Hook):
     loading it (``after_load_checkpoint``) this hook makes its state dict match the model:
 
     - a tensor under one of the ``reinit`` prefixes (the class branches) whose shape differs
-      from the model's (another number of classes) keeps the model's initialisation, the class
-      prior -log((1 - 0.01) / 0.01);
+      from the model's (another number of classes) keeps the model's initialisation, as for a
+      training from scratch (the class branches' biases: the prior -log((1 - 0.01) / 0.01));
     - in a two-stage model started from a two-stage checkpoint, the first stage's class branch
       keeps the checkpoint's row 0 (``keep_objectness``): the first stage is trained
       class-agnostic, so row 0 is the objectness that picks the proposals, as good for any
@@ -80,11 +80,11 @@ class FinetuneReport:
         print_log(f'Fine-tuning: {len(self.loaded)} tensors of the checkpoint loaded as they are',
                   logger='current')
         if self.reinitialised:
-            print_log('Fine-tuning: re-initialised (class prior 0.01), not loaded: '
-                      + _listing(self.reinitialised), logger='current')
+            print_log('Fine-tuning: initialised as for a new training (class prior 0.01), not '
+                      'loaded: ' + _listing(self.reinitialised), logger='current')
         if self.objectness_kept:
             print_log('Fine-tuning: row 0 (the two-stage objectness, class-agnostic) loaded, the '
-                      'other rows re-initialised: ' + ', '.join(self.objectness_kept),
+                      'other rows initialised: ' + ', '.join(self.objectness_kept),
                       logger='current')
         if self.skipped:
             print_log('Fine-tuning: tensors of the checkpoint skipped: '

@@ -6,6 +6,6 @@ from .positional_encoding import SinePositionalEncoding, box_sine_embedding
 
 __all__ = [
     'DeformableDetrDecoder', 'DeformableDetrDecoderLayer', 'DeformableDetrEncoder',
-    'DeformableDetrEncoderLayer', 'Fp32Linear', 'MultiScaleDeformableAttention', 'SinePositionalEncoding',
-    'box_sine_embedding', 'refine_boxes'
+    'DeformableDetrEncoderLayer', 'Fp32Linear', 'MultiScaleDeformableAttention',
+    'SinePositionalEncoding', 'box_sine_embedding', 'refine_boxes'
 ]
