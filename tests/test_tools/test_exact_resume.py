@@ -12,8 +12,8 @@ import time
 import pytest
 import torch
 from mmengine.runner import Runner
-from tools_toy_modules import (SimulatedCrash, read_train_records, toy_runner_cfg,
-                               write_tiny_coco)
+from tools_toy_modules import (SimulatedCrash, assert_same_iterations, dropout_mask,
+                               read_train_records, toy_runner_cfg)
 
 import mmdeform.engine  # noqa: F401  (registers the hooks)
 from mmdeform.utils import allow_mmengine_checkpoint_globals, load_checkpoint_file
@@ -56,20 +56,6 @@ def _assert_same_weights(path, reference_path):
         assert all(torch.equal(param_state[key], value) for key, value in reference_state.items())
 
 
-def _assert_same_iterations(records, reference_records, iterations):
-    for iteration in iterations:
-        for key in ('loss', 'lr', 'img_ids'):
-            assert records[iteration][key] == reference_records[iteration][key], \
-                (iteration, key)
-
-
-@pytest.fixture(scope='module')
-def tiny_coco(tmp_path_factory):
-    root = tmp_path_factory.mktemp('tiny_coco')
-    write_tiny_coco(root)
-    return root
-
-
 @pytest.fixture(scope='module')
 def reference(tiny_coco, tmp_path_factory):
     """An uninterrupted run of 2 epochs (8 iterations)."""
@@ -77,6 +63,10 @@ def reference(tiny_coco, tmp_path_factory):
     _train(work_dir, tiny_coco, *SEED)
     records, _ = read_train_records(work_dir)
     assert sorted(records) == list(range(1, 2 * ITERS_PER_EPOCH + 1))
+    # the encoder's FFN dropout (p = 0.1) drew a mask in every iteration, each its own
+    masks = [dropout_mask(record) for record in records.values()]
+    assert all(0.05 < dropped.sum() / (dropped | kept).sum() < 0.15 for dropped, kept in masks)
+    assert len({record['dropout']['dropped'] for record in records.values()}) == len(records)
     return work_dir, records
 
 
@@ -91,7 +81,7 @@ def test_resume_after_a_crash_continues_exactly(reference, tiny_coco, tmp_path):
     # shuffle with a fresh one.
     _train(tmp_path, tiny_coco, '--resume', '--deterministic')
     records, saves = read_train_records(tmp_path)
-    _assert_same_iterations(records, reference_records, range(1, 9))
+    assert_same_iterations(records, reference_records, range(1, 9))
     assert [save['saved_iter'] for save in saves] == [4, 8]
     _assert_same_weights(tmp_path / 'epoch_2.pth', reference_dir / 'epoch_2.pth')
 
@@ -124,7 +114,7 @@ def test_sigkill_then_resume_mid_epoch_continues_exactly(reference, tiny_coco, t
                               if '"iter"' in line]
     assert len(resumed_iterations) == 2  # iterations 7 and 8 only: just the lost work again
     records, _ = read_train_records(tmp_path)
-    _assert_same_iterations(records, reference_records, range(1, 9))
+    assert_same_iterations(records, reference_records, range(1, 9))
     _assert_same_weights(tmp_path / 'iter_8.pth', reference_dir / 'epoch_2.pth')
     assert not [name for name in os.listdir(tmp_path) if name.endswith('.partial')]
 
@@ -143,7 +133,7 @@ def test_seeded_deterministic_runs_are_bit_identical(tiny_coco, tmp_path):
         _, stderr = process.communicate(timeout=600)
         assert process.returncode == 0, stderr[-3000:]
     first, second = (read_train_records(work_dir)[0] for work_dir in work_dirs)
-    _assert_same_iterations(second, first, range(1, ITERS_PER_EPOCH + 1))
+    assert_same_iterations(second, first, range(1, ITERS_PER_EPOCH + 1))
     _assert_same_weights(work_dirs[1] / 'epoch_1.pth', work_dirs[0] / 'epoch_1.pth')
 
 

@@ -1,5 +1,6 @@
 """A toy model, dataset and metric for running the tools and hooks without a detector; hooks
 that record and interrupt a training; a tiny COCO-format dataset for the real detector."""
+import base64
 import json
 import os
 import os.path as osp
@@ -12,7 +13,7 @@ from mmengine.dataset import BaseDataset
 from mmengine.dist import get_rank
 from mmengine.evaluator import BaseMetric
 from mmengine.hooks import Hook
-from mmengine.model import BaseModel
+from mmengine.model import BaseModel, is_model_wrapper
 from PIL import Image
 from torch import nn
 
@@ -105,16 +106,38 @@ def toy_runner_cfg(work_dir, max_epochs=1, num_samples=8, batch_size=2, **kwargs
 @HOOKS.register_module(force=True)
 class TrainRecordHook(Hook):
     """Appends a JSON line per training iteration to ``WORK_DIR/train_record_rank{RANK}.jsonl``:
-    the iteration, the exact loss, the first learning rate and the image ids of the batch; and one
-    per checkpoint save, naming the process that saved it."""
+    the iteration, the exact loss, the first learning rate, the image ids of the batch and the
+    first dropout mask the iteration drew (``dropout``, read by :func:`dropout_mask`; None in a
+    model without dropout); and one per checkpoint save, naming the process that saved it."""
 
     priority = 'LOWEST'
+
+    def before_train(self, runner):
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        self._mask = None
+        dropout = next((module for module in model.modules()
+                        if isinstance(module, nn.Dropout) and module.p > 0), None)
+        if dropout is not None:
+            dropout.register_forward_hook(self._record_mask)
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        self._mask = None
+
+    def _record_mask(self, module, args, output):
+        # Where the input is 0 the output is 0 either way: the mask is known where it is not.
+        if self._mask is None and module.training:
+            known = args[0] != 0
+            self._mask = dict(shape=list(output.shape), **{
+                name: base64.b64encode(np.packbits(elements.numpy())).decode()
+                for name, elements in (('dropped', known & (output == 0)),
+                                       ('kept', known & (output != 0)))})
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         samples = data_batch.get('data_samples', [])
         self._write(runner, dict(iter=runner.iter + 1, loss=outputs['loss'].item(),
                                  lr=runner.optim_wrapper.get_lr()['lr'][0],
-                                 img_ids=[sample.img_id for sample in samples]))
+                                 img_ids=[sample.img_id for sample in samples],
+                                 dropout=self._mask))
 
     def before_save_checkpoint(self, runner, checkpoint):
         self._write(runner, dict(saved_iter=checkpoint['meta']['iter'], rank=get_rank()))
@@ -125,6 +148,16 @@ class TrainRecordHook(Hook):
             f.write(json.dumps(record) + '\n')
 
 
+def dropout_mask(record):
+    """The dropout mask of a TrainRecordHook record, flattened: the elements that were zeroed
+    and those that were kept (neither where the input was 0, which says nothing)."""
+    size = int(np.prod(record['dropout']['shape']))
+    dropped, kept = (np.unpackbits(np.frombuffer(base64.b64decode(record['dropout'][name]),
+                                                 np.uint8))[:size].astype(bool)
+                     for name in ('dropped', 'kept'))
+    return dropped, kept
+
+
 def read_train_records(work_dir, rank=0):
     """The records of TrainRecordHook: {iteration: record} (the last record of an iteration
     trained again after a resume) and the checkpoint-save records."""
@@ -132,6 +165,15 @@ def read_train_records(work_dir, rank=0):
         records = [json.loads(line) for line in f]
     iterations = {record['iter']: record for record in records if 'iter' in record}
     return iterations, [record for record in records if 'saved_iter' in record]
+
+
+def assert_same_iterations(records, reference_records, iterations):
+    """The records of ``iterations`` have the reference's loss, learning rate, images and
+    dropout mask."""
+    for iteration in iterations:
+        for key in ('loss', 'lr', 'img_ids', 'dropout'):
+            assert records[iteration][key] == reference_records[iteration][key], \
+                (iteration, key)
 
 
 class SimulatedCrash(Exception):

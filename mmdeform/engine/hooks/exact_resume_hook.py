@@ -2,6 +2,7 @@ import itertools
 
 import numpy as np
 import torch
+from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, set_random_seed
 from torch.utils.data import DataLoader
@@ -22,8 +23,10 @@ class ExactResumeHook(Hook):
        ``IterBasedTrainLoop``'s iterator, which drew indices when it was built, is rebuilt).
     2. The random streams of the process (dropout; the data pipeline when ``num_workers=0``),
        which carry whatever set-up, validation and the interruption drew from them. Instead,
-       each iteration starts from seeds derived from the run's seed and the iteration, so the
-       draws depend on nothing else.
+       each iteration starts from seeds derived from the run's seed, the process's rank and the
+       iteration, so the draws depend on nothing else, and each process draws its own (the
+       authors seed with seed + rank; one seed for all would give every GPU the same dropout
+       masks and augmentations).
     3. The place in the epoch: ``EpochBasedTrainLoop`` restarts a partly trained epoch from its
        first batch. Resumed in the middle of an epoch (iteration checkpoints), the batches already
        trained are left out of that epoch: their indices are drawn, the data is not loaded.
@@ -98,8 +101,9 @@ def _train_sampler(dataloader: DataLoader):
 
 
 def _seed_iteration(runner, iteration: int) -> None:
-    """Seed python's, numpy's and torch's generators from the run's seed and ``iteration``."""
-    entropy = np.random.SeedSequence([runner.seed, iteration]).generate_state(1)[0]
+    """Seed python's, numpy's and torch's generators from the run's seed, the rank of this
+    process and ``iteration``."""
+    entropy = np.random.SeedSequence([runner.seed, get_rank(), iteration]).generate_state(1)[0]
     set_random_seed(int(entropy))
 
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from mmdeform.registry import MODELS, TASK_UTILS
 
-from ..layers import refine_boxes
+from ..layers import Fp32Linear, refine_boxes
 
 
 def one_hot_targets(labels, num_classes):
@@ -27,6 +27,7 @@ def one_hot_targets(labels, num_classes):
 @MODELS.register_module()
 class DeformableDETRHead(BaseModule):
     """Class logits Linear(C, num_classes) and boxes MLP C-C-C-4, one pair per prediction layer.
+    The box MLP computes in fp32 under autocast.
 
     Args:
         num_classes (int): number of object classes (no background class: sigmoid scores).
@@ -68,10 +69,12 @@ class DeformableDETRHead(BaseModule):
         self.max_per_img = (test_cfg or {}).get('max_per_img', 100)
 
         cls_branch = nn.Linear(embed_dims, num_classes)
+        # Box deltas in fp32 under autocast, hidden layers included: bf16 hidden features move
+        # the deltas as much as rounding them to bf16 does (docs/deployment.md).
         reg_layers = []
         for _ in range(num_reg_fcs):
-            reg_layers += [nn.Linear(embed_dims, embed_dims), nn.ReLU()]
-        reg_branch = nn.Sequential(*reg_layers, nn.Linear(embed_dims, 4))
+            reg_layers += [Fp32Linear(embed_dims, embed_dims), nn.ReLU()]
+        reg_branch = nn.Sequential(*reg_layers, Fp32Linear(embed_dims, 4))
         if share_pred_layer:
             self.cls_branches = nn.ModuleList([cls_branch] * num_pred_layer)
             self.reg_branches = nn.ModuleList([reg_branch] * num_pred_layer)

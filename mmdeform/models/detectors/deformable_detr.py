@@ -11,7 +11,7 @@ from torch import nn
 
 from mmdeform.ops import flat_pixel_coords, level_start_index
 from mmdeform.registry import MODELS
-from ..layers import (DeformableDetrDecoder, DeformableDetrEncoder,
+from ..layers import (DeformableDetrDecoder, DeformableDetrEncoder, Fp32Linear,
                       MultiScaleDeformableAttention, SinePositionalEncoding, box_sine_embedding)
 from ..layers.encoder import normalized_pixel_centres
 
@@ -57,14 +57,18 @@ class DeformableDETR(BaseDetector):
 
         dims = self.encoder.embed_dims
         self.level_embed = nn.Parameter(torch.empty(num_feature_levels, dims))
+        # What computes box coordinates, and the queries from them, is fp32 under autocast
+        # (Fp32Linear): the first stage's box input, the proposal embedding (it starts the
+        # decoder's residual stream in fp32, as one-stage's learned queries do) and the
+        # reference points.
         if as_two_stage:
-            self.memory_trans_fc = nn.Linear(dims, dims)
+            self.memory_trans_fc = Fp32Linear(dims, dims)
             self.memory_trans_norm = nn.LayerNorm(dims)
-            self.pos_trans_fc = nn.Linear(dims * 2, dims * 2)
+            self.pos_trans_fc = Fp32Linear(dims * 2, dims * 2)
             self.pos_trans_norm = nn.LayerNorm(dims * 2)
         else:
             self.query_embedding = nn.Embedding(num_queries, dims * 2)
-            self.reference_points_fc = nn.Linear(dims, 2)
+            self.reference_points_fc = Fp32Linear(dims, 2)
 
     def check_levels(self):
         for name, module in self.named_modules():

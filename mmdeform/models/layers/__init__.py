@@ -1,10 +1,11 @@
 from .decoder import DeformableDetrDecoder, DeformableDetrDecoderLayer, refine_boxes
 from .encoder import DeformableDetrEncoder, DeformableDetrEncoderLayer
+from .fp32_linear import Fp32Linear
 from .msdeform_attn import MultiScaleDeformableAttention
 from .positional_encoding import SinePositionalEncoding, box_sine_embedding
 
 __all__ = [
     'DeformableDetrDecoder', 'DeformableDetrDecoderLayer', 'DeformableDetrEncoder',
-    'DeformableDetrEncoderLayer', 'MultiScaleDeformableAttention', 'SinePositionalEncoding',
-    'box_sine_embedding', 'refine_boxes'
+    'DeformableDetrEncoderLayer', 'Fp32Linear', 'MultiScaleDeformableAttention',
+    'SinePositionalEncoding', 'box_sine_embedding', 'refine_boxes'
 ]
