@@ -42,6 +42,7 @@ def test_config_trains_one_step_and_predicts(path):
         assert 'enc_loss_iou' in losses
 
 
+@pytest.mark.calls_mmcv_placeholders
 def test_swin_t_runs_on_mmcv_lite():
     """mmdet's Swin is built from mmcv.cnn bricks. Under mmcv-lite every compiled mmcv op is a
     placeholder that raises when called, so the Swin-T config training a step and predicting

@@ -13,8 +13,9 @@ class Fp32Linear(nn.Linear):
     """
 
     def forward(self, x):
-        device_type = x.device.type
-        if not torch.is_autocast_enabled(device_type):
+        device_type = x.device.type  # 'meta', for one, has no autocast
+        if not (torch.amp.is_autocast_available(device_type)
+                and torch.is_autocast_enabled(device_type)):
             return super().forward(x)
         with torch.autocast(device_type, enabled=False):
             return super().forward(x.float())
