@@ -20,6 +20,8 @@ import time
 
 import torch
 
+import mmdeform  # noqa: F401  (first: it stands in for mmcv-lite's missing mmcv._ext)
+
 LEVELS = [(100, 152), (50, 76), (25, 38), (13, 19)]
 BATCH, HEADS, HEAD_DIMS, POINTS = 2, 8, 32, 4
 QUERIES = {'encoder': None, 'decoder': 300}  # None: every pixel is a query
