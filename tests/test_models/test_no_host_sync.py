@@ -97,9 +97,10 @@ class HostReads(BlockingHostToDevice):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         source = args[0] if args and isinstance(args[0], torch.Tensor) else None
-        to_host = (func is torch.ops.aten._to_copy.default and source.device.type != 'cpu'
+        on_device = source is not None and source.device.type != 'cpu'
+        to_host = (func is torch.ops.aten._to_copy.default and on_device
                    and torch.device(kwargs.get('device', source.device)).type == 'cpu')
-        if to_host or func is torch.ops.aten._local_scalar_dense.default:
+        if to_host or (func is torch.ops.aten._local_scalar_dense.default and on_device):
             self.reads.append(f'{func} at {caller()}')
             data = torch.rand(source.shape)
             return data.to(kwargs.get('dtype') or source.dtype) if to_host else data.sum().item()
