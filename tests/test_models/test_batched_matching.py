@@ -127,3 +127,24 @@ def test_losses_and_gradients_equal_matching_each_layer_and_image(detector, num_
         if grad is not None:
             torch.testing.assert_close(grad, want, rtol=1e-5, atol=1e-7)
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize('sync_cls_avg_factor', [True, False])
+@pytest.mark.parametrize('mine, theirs', [(5, 7), (0, 0), (0, 1)])
+def test_normalizers_are_averaged_over_processes(monkeypatch, sync_cls_avg_factor, mine, theirs):
+    """A second process with ``theirs`` target boxes, seen through torch.distributed as mmdet's
+    reduce_mean uses it: the normalizers are 0-d device tensors of the mean, at least 1."""
+    register_all_modules()
+    with DefaultScope.overwrite_default_scope('mmdeform'):
+        head = MODELS.build(dict(type='DeformableDETRHead', num_classes=NUM_CLASSES,
+                                 sync_cls_avg_factor=sync_cls_avg_factor))
+    monkeypatch.setattr(torch.distributed, 'is_initialized', lambda: True)
+    monkeypatch.setattr(torch.distributed, 'get_world_size', lambda group=None: 2)
+    monkeypatch.setattr(torch.distributed, 'all_reduce',
+                        lambda tensor, op=None, **kwargs: tensor.add_(theirs / 2))
+    gts = [InstanceData(labels=torch.zeros(n, dtype=torch.long))
+           for n in (mine // 2, mine - mine // 2)]
+    cls_avg_factor, box_avg_factor = head.avg_factors(gts, torch.device('cpu'))
+    assert cls_avg_factor.shape == box_avg_factor.shape == ()
+    assert box_avg_factor.item() == max((mine + theirs) / 2, 1)
+    assert cls_avg_factor.item() == max((mine + theirs) / 2 if sync_cls_avg_factor else mine, 1)

@@ -34,6 +34,8 @@ def test_box_overlaps_bad_arguments():
         box_overlaps(random_boxes(2), random_boxes(2), mode='dice')
     with pytest.raises(ValueError, match='aligned boxes must be as many: 2 != 3'):
         box_overlaps(random_boxes(2), random_boxes(3), is_aligned=True)
+    with pytest.raises(ValueError, match='aligned boxes must be as many: 3 != 4'):
+        box_overlaps(random_boxes(2, 3), random_boxes(2, 4), is_aligned=True)
 
 
 @pytest.mark.parametrize('kwargs', [dict(), dict(avg_factor=torch.tensor(3.5)),
