@@ -1,3 +1,4 @@
-from .inference import inference_detector, init_detector, result_to_arrays
+from .inference import (inference_detector, inference_detector_batch, init_detector,
+                        result_to_arrays)
 
-__all__ = ['init_detector', 'inference_detector', 'result_to_arrays']
+__all__ = ['init_detector', 'inference_detector', 'inference_detector_batch', 'result_to_arrays']
