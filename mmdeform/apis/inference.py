@@ -11,7 +11,7 @@ import copy
 import os
 from collections import defaultdict
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from mmdet.structures import DetDataSample
 from mmdet.utils import get_test_pipeline_cfg
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
+from mmengine.fileio import load
 from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
 from mmengine.runner import load_state_dict
@@ -156,6 +157,26 @@ def result_to_arrays(result: DetDataSample, score_thr: float = 0.0) -> dict:
                 labels=instances.labels[keep][order].cpu().numpy().astype(np.int64))
 
 
+def category_ids(model: nn.Module) -> Tuple[list, Optional[str]]:
+    """The category id of each class of ``model``, by label, and the file it comes from.
+
+    Where the config's test annotation file is here, a class's id is that of the category of
+    the same name in it, as the dataset maps them, and the file is returned. Else a class's id is
+    its label, its index in ``model.dataset_meta['classes']``, and the file is None.
+    """
+    classes = model.dataset_meta['classes']
+    with DefaultScope.overwrite_default_scope(model.cfg.get('default_scope', 'mmdeform')):
+        ann_file = getattr(_test_dataset(model.cfg), 'ann_file', None)
+    if not ann_file or not os.path.isfile(ann_file):
+        return list(range(len(classes))), None
+    ids = {category['name']: category['id'] for category in load(ann_file)['categories']}
+    missing = [name for name in classes if name not in ids]
+    if missing:
+        raise ValueError(f'{ann_file}: {len(missing)} classes of the model are not category '
+                         f'names in it: {missing}')
+    return [ids[name] for name in classes], ann_file
+
+
 def _load_config(config, cfg_options):
     if isinstance(config, (str, Path)):
         if not os.path.isfile(config):
@@ -183,8 +204,12 @@ def _checked_image(img):
 def _test_dataset_metainfo(cfg):
     """The metainfo (classes, palette) of the config's test dataset, read without loading its
     annotations."""
+    return dict(_test_dataset(cfg).metainfo)
+
+
+def _test_dataset(cfg):
+    """The config's test dataset, built without loading its annotations."""
     if 'test_dataloader' not in cfg:
         raise ValueError(f'the config {cfg.filename} has no test_dataloader: inference needs its '
                          'test pipeline and class names')
-    dataset_cfg = dict(cfg.test_dataloader.dataset, lazy_init=True)
-    return dict(DATASETS.build(dataset_cfg).metainfo)
+    return DATASETS.build(dict(cfg.test_dataloader.dataset, lazy_init=True))
