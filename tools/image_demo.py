@@ -23,6 +23,7 @@ import argparse
 import glob
 import itertools
 import os.path as osp
+import sys
 
 import mmdeform  # noqa: F401  (first: it stands in for mmcv-lite's missing mmcv._ext)
 import mmcv
@@ -109,7 +110,7 @@ def main(argv=None):
     cat_ids, ann_file = category_ids(model)
 
     image_records, predictions, num_drawn = [], [], 0
-    progress = ProgressBar(num_images)
+    progress = ProgressBar(num_images, file=sys.stdout)  # (its default: stdout at import)
     for batch in batches(images, args.batch_size):
         results = inference_detector_batch(model, [image for _, image in batch])
         for (name, image), result in zip(batch, results):

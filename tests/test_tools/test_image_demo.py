@@ -110,8 +110,9 @@ def test_folder(model_files, model, folder, tmp_path, capsys):
     for name in names:
         drawing = mmcv.imread(str(tmp_path / 'out' / 'vis' / name))
         assert drawing.shape == mmcv.imread(osp.join(folder, name)).shape
-    assert f'3 images, {len(expected)} detections scoring above 0.0 drawn' \
-        in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert '] 3/3, ' in out  # the progress bar, complete
+    assert f'3 images, {len(expected)} detections scoring above 0.0 drawn' in out
 
 
 def test_batches_give_what_one_by_one_gives(model_files, folder, tmp_path):
