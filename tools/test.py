@@ -9,6 +9,7 @@ import mmdeform  # noqa: F401  (first: it stands in for mmcv-lite's missing mmcv
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmdeform.registry import RUNNERS
@@ -27,8 +28,8 @@ def parse_args():
     parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument(
         '--show-dir',
-        help='directory where painted images will be saved. If specified, it will be '
-        'automatically saved to the work_dir/timestamp/show_dir')
+        help='directory where painted images will be saved; a relative one goes into '
+        'WORK_DIR/TIMESTAMP/. The Epoch(test) lines of the log show the progress')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     add_run_arguments(parser)
     args = parse_run_arguments(parser)
@@ -66,6 +67,13 @@ def main():
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
+
+    if args.show_dir:
+        # DetVisualizationHook puts a relative --show-dir into the run's folder of the work dir
+        score_thr = cfg.default_hooks.visualization.get('score_thr', 0.3)
+        print_log(f'drawing the detections scoring above {score_thr} to '
+                  f'{osp.join(runner.work_dir, runner.timestamp, args.show_dir)}',
+                  logger='current')
 
     # add `DumpResults` dummy metric
     if args.out is not None:

@@ -1,20 +1,27 @@
 """Load a detector from a config and checkpoint and run it on images.
 
 Building and running reuse mmdet: the model comes from the registry, and
-:func:`inference_detector` is mmdet's (the config's test pipeline, one image at a time). What is
+:func:`inference_detector` is mmdet's (the config's test pipeline, one image at a time;
+:func:`inference_detector_batch` runs images of the same size together). What is
 ours: the registries of mmdeform, the checkpoint read with torch's safe unpickler
 (:func:`mmdeform.utils.load_checkpoint_file`) and loaded strictly, and class names taken from the
 checkpoint, else from the config's test dataset (mmdet falls back to COCO's).
 """
 import copy
 import os
+from collections import defaultdict
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
+import torch
+from mmcv.transforms import Compose
 from mmdet.apis import inference_detector as mmdet_inference_detector
 from mmdet.structures import DetDataSample
+from mmdet.utils import get_test_pipeline_cfg
 from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.fileio import load
 from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
 from mmengine.runner import load_state_dict
@@ -82,8 +89,56 @@ def inference_detector(model: nn.Module,
     if not images:
         return []
     with DefaultScope.overwrite_default_scope(model.cfg.get('default_scope', 'mmdeform')):
-        results = mmdet_inference_detector(model, images)
+        # our pipeline: mmdet's edits the model's config for arrays, breaking later file calls
+        pipeline = _test_pipelines(model.cfg)[isinstance(images[0], np.ndarray)]
+        results = mmdet_inference_detector(model, images, test_pipeline=pipeline)
     return results if is_batch else results[0]
+
+
+def inference_detector_batch(model: nn.Module,
+                             imgs: Sequence[Union[str, np.ndarray]]) -> list:
+    """Detections of a list of images, run through the model in batches: equal to
+    :func:`inference_detector`'s, faster where the images share a size.
+
+    The images go through the config's test pipeline; those of the same size after it go
+    through the model together. Images of different sizes go through separately, because
+    padding one to the size of another changes its detections (the backbone sees the padding).
+
+    Args:
+        model (nn.Module): from :func:`init_detector`.
+        imgs (list): image files and/or images as loaded by mmcv/cv2 (HxWx3 BGR uint8).
+
+    Returns:
+        list[DetDataSample]: one per image, in order, as :func:`inference_detector` gives them.
+    """
+    images = [_checked_image(img) for img in imgs]
+    with DefaultScope.overwrite_default_scope(model.cfg.get('default_scope', 'mmdeform')):
+        pipelines = _test_pipelines(model.cfg)
+        inputs = [pipelines[isinstance(img, np.ndarray)](_pipeline_input(img)) for img in images]
+    same_size = defaultdict(list)
+    for index, data in enumerate(inputs):
+        same_size[tuple(data['inputs'].shape)].append(index)
+    results = [None] * len(inputs)
+    for indices in same_size.values():
+        with torch.no_grad():
+            batch_results = model.test_step(pseudo_collate([inputs[i] for i in indices]))
+        for index, result in zip(indices, batch_results):
+            results[index] = result
+    return results
+
+
+def _test_pipelines(cfg):
+    """The config's test pipeline for image files (False) and for arrays (True), the latter
+    loading them as mmdet's inference_detector does."""
+    for_files = get_test_pipeline_cfg(cfg)
+    for_arrays = copy.deepcopy(for_files)
+    for_arrays[0].type = 'mmdet.LoadImageFromNDArray'
+    return {False: Compose(for_files), True: Compose(for_arrays)}
+
+
+def _pipeline_input(img):
+    # img_id as mmdet's inference_detector sets it
+    return dict(img=img, img_id=0) if isinstance(img, np.ndarray) else dict(img_path=img, img_id=0)
 
 
 def result_to_arrays(result: DetDataSample, score_thr: float = 0.0) -> dict:
@@ -100,6 +155,26 @@ def result_to_arrays(result: DetDataSample, score_thr: float = 0.0) -> dict:
     return dict(bboxes=instances.bboxes[keep][order].cpu().numpy().astype(np.float32),
                 scores=instances.scores[keep][order].cpu().numpy().astype(np.float32),
                 labels=instances.labels[keep][order].cpu().numpy().astype(np.int64))
+
+
+def category_ids(model: nn.Module) -> Tuple[list, Optional[str]]:
+    """The category id of each class of ``model``, by label, and the file it comes from.
+
+    Where the config's test annotation file is here, a class's id is that of the category of
+    the same name in it, as the dataset maps them, and the file is returned. Else a class's id is
+    its label, its index in ``model.dataset_meta['classes']``, and the file is None.
+    """
+    classes = model.dataset_meta['classes']
+    with DefaultScope.overwrite_default_scope(model.cfg.get('default_scope', 'mmdeform')):
+        ann_file = getattr(_test_dataset(model.cfg), 'ann_file', None)
+    if not ann_file or not os.path.isfile(ann_file):
+        return list(range(len(classes))), None
+    ids = {category['name']: category['id'] for category in load(ann_file)['categories']}
+    missing = [name for name in classes if name not in ids]
+    if missing:
+        raise ValueError(f'{ann_file}: {len(missing)} classes of the model are not category '
+                         f'names in it: {missing}')
+    return [ids[name] for name in classes], ann_file
 
 
 def _load_config(config, cfg_options):
@@ -129,8 +204,12 @@ def _checked_image(img):
 def _test_dataset_metainfo(cfg):
     """The metainfo (classes, palette) of the config's test dataset, read without loading its
     annotations."""
+    return dict(_test_dataset(cfg).metainfo)
+
+
+def _test_dataset(cfg):
+    """The config's test dataset, built without loading its annotations."""
     if 'test_dataloader' not in cfg:
         raise ValueError(f'the config {cfg.filename} has no test_dataloader: inference needs its '
                          'test pipeline and class names')
-    dataset_cfg = dict(cfg.test_dataloader.dataset, lazy_init=True)
-    return dict(DATASETS.build(dataset_cfg).metainfo)
+    return DATASETS.build(dict(cfg.test_dataloader.dataset, lazy_init=True))

@@ -95,6 +95,8 @@ def load_run_config(args) -> Config:
     or testing loads mmengine checkpoints under torch's weights_only=True.
     ``work_dir``: ``--work-dir``, else the config's, else ./work_dirs/CONFIG_NAME.
     ``--seed`` and ``--deterministic`` set ``randomness.seed`` and ``randomness.deterministic``.
+    The runner is ``ShortConsoleRunner`` (a header on the console, the config in the log file)
+    unless the config names one.
     """
     register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(args.config)
@@ -106,6 +108,7 @@ def load_run_config(args) -> Config:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     _apply_randomness_arguments(cfg, args)
+    cfg.setdefault('runner_type', 'mmdeform.ShortConsoleRunner')
     return cfg
 
 

@@ -10,7 +10,8 @@ from mmdet.datasets import CocoDataset
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
-from mmdeform.apis import inference_detector, init_detector, result_to_arrays
+from mmdeform.apis import (inference_detector, inference_detector_batch, init_detector,
+                           result_to_arrays)
 from mmdeform.utils import save_checkpoint_file
 
 TINY_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'tiny_deformable_detr.py')
@@ -87,7 +88,36 @@ def test_file_and_array_inputs_agree(model, image_file):
     for key in ('bboxes', 'scores', 'labels'):
         assert torch.equal(from_file.pred_instances[key], from_arrays[0].pred_instances[key])
     assert from_arrays[1].metainfo['ori_shape'] == (40, 80)
+    # arrays leave the model's config as it was: files load after them
+    assert torch.equal(inference_detector(model, path).pred_instances.scores,
+                       from_file.pred_instances.scores)
     assert inference_detector(model, []) == []
+
+
+def test_batch_equals_one_by_one(model, image_file, tmp_path):
+    """Files and arrays of two sizes: the two 60x80 images go through the model together, the
+    50x90 one alone, and each gets what inference_detector gives it alone."""
+    path, image = image_file
+    other = str(tmp_path / 'other.png')
+    mmcv.imwrite(np.random.RandomState(1).randint(0, 256, (60, 80, 3), dtype=np.uint8), other)
+    wide = np.random.RandomState(2).randint(0, 256, (50, 90, 3), dtype=np.uint8)
+    images = [path, wide, other]
+    batch_sizes = []
+    test_step = model.test_step
+    model.test_step = lambda data: batch_sizes.append(len(data['inputs'])) or test_step(data)
+    try:
+        batched = inference_detector_batch(model, images)
+    finally:
+        del model.test_step
+    assert batch_sizes == [2, 1]
+    assert len(batched) == 3
+    for image, got in zip(images, batched):
+        alone = inference_detector(model, image)
+        assert got.metainfo['ori_shape'] == alone.metainfo['ori_shape']
+        torch.testing.assert_close(got.pred_instances.scores, alone.pred_instances.scores)
+        torch.testing.assert_close(got.pred_instances.bboxes, alone.pred_instances.bboxes)
+        assert torch.equal(got.pred_instances.labels, alone.pred_instances.labels)
+    assert inference_detector_batch(model, []) == []
 
 
 def test_result_to_arrays_thresholds_and_sorts():
