@@ -3,7 +3,8 @@
 Building and running reuse mmdet: the model comes from the registry, and
 :func:`inference_detector` is mmdet's (the config's test pipeline, one image at a time). What is
 ours: the registries of mmdeform, the checkpoint read with torch's safe unpickler
-(:func:`mmdeform.utils.load_checkpoint_file`) and loaded strictly, and class names taken from the
+(:func:`mmdeform.utils.load_checkpoint_file`) and refused where it does not fit the config
+(:func:`mmdeform.utils.checkpoint_fit.check_checkpoint_fits`), and class names taken from the
 checkpoint, else from the config's test dataset (mmdet falls back to COCO's).
 """
 import copy
@@ -22,6 +23,7 @@ from torch import nn
 
 from mmdeform.registry import DATASETS, MODELS
 from mmdeform.utils import load_checkpoint_file, register_all_modules
+from mmdeform.utils.checkpoint_fit import check_checkpoint_fits, checkpoint_state_dict
 
 ImagesType = Union[str, np.ndarray, Sequence[Union[str, np.ndarray]]]
 
@@ -52,7 +54,8 @@ def init_detector(config: Union[str, Path, Config],
     model = revert_sync_batchnorm(model)
     if checkpoint is not None:
         saved = load_checkpoint_file(str(checkpoint))
-        load_state_dict(model, saved.get('state_dict', saved), strict=True)
+        check_checkpoint_fits(saved, model, checkpoint, cfg.filename)
+        load_state_dict(model, checkpoint_state_dict(saved), strict=True)
         saved_meta = (saved.get('meta') or {}).get('dataset_meta') or {}
         # as mmdet's init_detector: keys lower-cased (some writers use CLASSES, PALETTE)
         model.dataset_meta.update({key.lower(): value for key, value in saved_meta.items()})

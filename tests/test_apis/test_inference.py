@@ -123,5 +123,6 @@ def test_bad_images_and_checkpoints_are_refused(model, image_file, checkpoint, t
     del state_dict['level_embed']
     incomplete = str(tmp_path / 'incomplete.pth')
     save_checkpoint_file(dict(state_dict=state_dict), incomplete)
-    with pytest.raises(RuntimeError, match='level_embed'):
+    with pytest.raises(ValueError, match=r'- 1 tensor\(s\) of the model are not in the '
+                       r'checkpoint: level_embed\n'):
         init_detector(TINY_CONFIG, incomplete)
