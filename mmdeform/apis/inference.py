@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+import mmcv
 import numpy as np
 from mmdet.apis import inference_detector as mmdet_inference_detector
 from mmdet.structures import DetDataSample
@@ -19,13 +20,21 @@ from mmengine.config import Config
 from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
 from mmengine.runner import load_state_dict
+from PIL import Image
 from torch import nn
 
 from mmdeform.registry import DATASETS, MODELS
 from mmdeform.utils import load_checkpoint_file, register_all_modules
 from mmdeform.utils.checkpoint_fit import check_checkpoint_fits, checkpoint_state_dict
 
-ImagesType = Union[str, np.ndarray, Sequence[Union[str, np.ndarray]]]
+ImageType = Union[str, Path, np.ndarray, Image.Image]
+ImagesType = Union[ImageType, Sequence[ImageType]]
+EXPECTED_ARRAY = ('a uint8 array in BGR order of shape (H, W, 3), or a grayscale uint8 array of '
+                  'shape (H, W) or (H, W, 1)')
+# PIL's modes of 8 bits per channel, which convert('RGB') keeps exact (the others hold 16 or 32
+# bits and would be clipped)
+PIL_8_BIT_MODES = ('1', 'L', 'LA', 'La', 'P', 'PA', 'RGB', 'RGBA', 'RGBa', 'RGBX', 'CMYK',
+                   'YCbCr', 'LAB', 'HSV')
 
 
 def init_detector(config: Union[str, Path, Config],
@@ -69,8 +78,10 @@ def inference_detector(model: nn.Module,
 
     Args:
         model (nn.Module): from :func:`init_detector`.
-        imgs (str | np.ndarray | list): image files, or images as loaded by mmcv/cv2 (HxWx3 BGR
-            uint8), one or a list.
+        imgs (str | Path | np.ndarray | PIL.Image.Image | list): one image or a list: image
+            files; uint8 arrays as mmcv/cv2 load them, (H, W, 3) in BGR order, or grayscale
+            (H, W) or (H, W, 1); or PIL images (RGB, grayscale, RGBA, palette... of 8 bits per
+            channel). Other dtypes (e.g. float arrays in 0..1) and shapes are refused.
 
     Returns:
         DetDataSample | list[DetDataSample]: one per image (a list for a list), whose
@@ -81,7 +92,8 @@ def inference_detector(model: nn.Module,
     images = [_checked_image(img) for img in (imgs if is_batch else [imgs])]
     # mmdet picks the loading transform by the first image
     if len({isinstance(img, np.ndarray) for img in images}) > 1:
-        raise TypeError('a list of images must be all file names or all arrays, not a mix')
+        raise TypeError('a list of images must be all file names or all arrays and PIL images, '
+                        'not a mix')
     if not images:
         return []
     with DefaultScope.overwrite_default_scope(model.cfg.get('default_scope', 'mmdeform')):
@@ -120,13 +132,36 @@ def _load_config(config, cfg_options):
 
 
 def _checked_image(img):
+    """A file name as a str, any other image as a uint8 BGR (H, W, 3) array."""
+    if isinstance(img, Image.Image):
+        return _pil_to_bgr(img)
     if isinstance(img, np.ndarray):
-        return img
+        return _bgr_array(img)
     if not isinstance(img, (str, Path)):
-        raise TypeError(f'images must be file names or numpy arrays, got {type(img).__name__}')
+        raise TypeError(f'images must be file names, numpy arrays or PIL images, got '
+                        f'{type(img).__name__}')
     if not os.path.isfile(img):
         raise FileNotFoundError(f'image file not found: {img}')
     return str(img)
+
+
+def _bgr_array(img):
+    if img.dtype != np.uint8:
+        hint = (' (a float image in 0..1 converts with (img * 255).round().astype(np.uint8))'
+                if np.issubdtype(img.dtype, np.floating) else '')
+        raise TypeError(f'expected {EXPECTED_ARRAY}, got a {img.dtype} array{hint}')
+    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
+        return mmcv.gray2bgr(img)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f'expected {EXPECTED_ARRAY}, got an array of shape {img.shape}')
+    return img
+
+
+def _pil_to_bgr(image):
+    if image.mode not in PIL_8_BIT_MODES:
+        raise ValueError(f'expected a PIL image of 8 bits per channel (mode RGB, L, RGBA, ...), '
+                         f'got mode {image.mode!r}: scale it to 0..255 and convert it to RGB')
+    return mmcv.rgb2bgr(np.asarray(image.convert('RGB')))
 
 
 def _test_dataset_metainfo(cfg):
