@@ -23,9 +23,10 @@ from mmengine.runner import load_state_dict
 from PIL import Image
 from torch import nn
 
-from mmdeform.registry import DATASETS, MODELS
+from mmdeform.registry import MODELS
 from mmdeform.utils import load_checkpoint_file, register_all_modules
-from mmdeform.utils.checkpoint_fit import check_checkpoint_fits, checkpoint_state_dict
+from mmdeform.utils.checkpoint_fit import (check_checkpoint_fits, checkpoint_state_dict,
+                                           metainfo_of_test_dataset, saved_dataset_meta)
 
 ImageType = Union[str, Path, np.ndarray, Image.Image]
 ImagesType = Union[ImageType, Sequence[ImageType]]
@@ -58,16 +59,14 @@ def init_detector(config: Union[str, Path, Config],
     cfg = _load_config(config, cfg_options)
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdeform')):
         model = MODELS.build(cfg.model)
-        model.dataset_meta = _test_dataset_metainfo(cfg)
+        model.dataset_meta = metainfo_of_test_dataset(cfg)
     # SyncBN of multi-GPU training cannot run in a single process.
     model = revert_sync_batchnorm(model)
     if checkpoint is not None:
         saved = load_checkpoint_file(str(checkpoint))
         check_checkpoint_fits(saved, model, checkpoint, cfg.filename)
         load_state_dict(model, checkpoint_state_dict(saved), strict=True)
-        saved_meta = (saved.get('meta') or {}).get('dataset_meta') or {}
-        # as mmdet's init_detector: keys lower-cased (some writers use CLASSES, PALETTE)
-        model.dataset_meta.update({key.lower(): value for key, value in saved_meta.items()})
+        model.dataset_meta.update(saved_dataset_meta(saved))
     model.cfg = cfg
     return model.to(device).eval()
 
@@ -162,13 +161,3 @@ def _pil_to_bgr(image):
         raise ValueError(f'expected a PIL image of 8 bits per channel (mode RGB, L, RGBA, ...), '
                          f'got mode {image.mode!r}: scale it to 0..255 and convert it to RGB')
     return mmcv.rgb2bgr(np.asarray(image.convert('RGB')))
-
-
-def _test_dataset_metainfo(cfg):
-    """The metainfo (classes, palette) of the config's test dataset, read without loading its
-    annotations."""
-    if 'test_dataloader' not in cfg:
-        raise ValueError(f'the config {cfg.filename} has no test_dataloader: inference needs its '
-                         'test pipeline and class names')
-    dataset_cfg = dict(cfg.test_dataloader.dataset, lazy_init=True)
-    return dict(DATASETS.build(dataset_cfg).metainfo)

@@ -1,4 +1,5 @@
-"""Whether a checkpoint fits a model, and which of our configs (configs/) it fits.
+"""Whether a checkpoint fits a config: its model, and the classes of its test dataset; and
+which of our configs (configs/) the checkpoint fits.
 
 A checkpoint fits a model when it has the same tensors (names and shapes) and shares them alike:
 the model of a config without box refinement has one class branch and one box branch under six
@@ -85,11 +86,46 @@ def check_checkpoint_fits(checkpoint, model, checkpoint_name, config_name):
                          + _fitting_configs_sentence(state_dict))
 
 
+def check_classes_fit(checkpoint, classes, checkpoint_name, config_name):
+    """Raises a ValueError where the loaded ``checkpoint`` was trained with other ``classes``
+    (or the same in another order) than the config ``config_name`` evaluates: each label would
+    be evaluated as another class."""
+    saved = saved_dataset_meta(checkpoint).get('classes')
+    if saved is not None and classes is not None and list(saved) != list(classes):
+        raise ValueError(
+            f'checkpoint {checkpoint_name} was trained with the classes {list(saved)} (the '
+            f'order of its labels), but the test dataset of the config {config_name} has '
+            f'{list(classes)}: set its metainfo=dict(classes=...) to the checkpoint\'s.')
+
+
 def check_checkpoint_file_fits(path, cfg):
-    """:func:`check_checkpoint_fits` of the checkpoint file ``path`` and the model of the config
-    ``cfg``, built without memory: for tools that hand both to mmengine's Runner."""
+    """:func:`check_checkpoint_fits` and :func:`check_classes_fit` of the checkpoint file
+    ``path`` and the config ``cfg`` (its model built without memory): for tools that hand both
+    to mmengine's Runner."""
     from .checkpoint import load_checkpoint_file
-    check_checkpoint_fits(load_checkpoint_file(path), build_on_meta(cfg), path, cfg.filename)
+    checkpoint = load_checkpoint_file(path)
+    check_checkpoint_fits(checkpoint, build_on_meta(cfg), path, cfg.filename)
+    check_classes_fit(checkpoint, metainfo_of_test_dataset(cfg).get('classes'), path,
+                      cfg.filename)
+
+
+def saved_dataset_meta(checkpoint):
+    """The metainfo of the dataset a loaded checkpoint was trained on (``meta.dataset_meta``;
+    {} without), keys lower-cased as mmdet's init_detector does (some writers use CLASSES,
+    PALETTE)."""
+    saved = (checkpoint.get('meta') or {}).get('dataset_meta') or {}
+    return {key.lower(): value for key, value in saved.items()}
+
+
+def metainfo_of_test_dataset(cfg):
+    """The metainfo (classes, palette) of the config's test dataset, read without loading its
+    annotations."""
+    from mmdeform.registry import DATASETS
+    if 'test_dataloader' not in cfg:
+        raise ValueError(f'the config {cfg.filename} has no test_dataloader: inference needs its '
+                         'test pipeline and class names')
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdeform')):
+        return dict(DATASETS.build(dict(cfg.test_dataloader.dataset, lazy_init=True)).metainfo)
 
 
 def build_on_meta(cfg):

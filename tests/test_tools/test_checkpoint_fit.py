@@ -21,13 +21,14 @@ def config(name):
     return osp.join(ROOT, 'configs', name)
 
 
-def checkpoint_of(config_path, path):
+def checkpoint_of(config_path, path, **meta):
     """A checkpoint with the tensors of the config's model, each a zero expanded to its shape
-    (a few bytes on disk)."""
+    (a few bytes on disk), and ``meta``."""
     register_all_modules()
     model = build_on_meta(Config.fromfile(config_path))
-    save_checkpoint_file(dict(state_dict={key: torch.zeros((), dtype=tensor.dtype).expand(tensor.shape)
-                                          for key, tensor in model.state_dict().items()}), path)
+    state_dict = {key: torch.zeros((), dtype=tensor.dtype).expand(tensor.shape)
+                  for key, tensor in model.state_dict().items()}
+    save_checkpoint_file(dict(state_dict=state_dict, meta=meta), path)
     return str(path)
 
 
@@ -60,6 +61,17 @@ def test_test_tool_refuses_a_coco_checkpoint_in_a_finetuning_config(two_stage_ch
                        r'bbox_head.cls_branches.0.weight \(80, 256\) in the checkpoint, '
                        r'\(5, 256\) in the model; (.|\n)*fits configs/deformable_detr_r50_2stage'):
         run_tool(test_tool, monkeypatch, finetune, two_stage_checkpoint)
+
+
+def test_test_tool_refuses_a_checkpoint_of_other_classes(tmp_path, monkeypatch):
+    demo = config('demo/deformable_detr_tiny_shapes.py')
+    classes = Config.fromfile(demo).test_dataloader.dataset.metainfo.classes
+    reversed_classes = checkpoint_of(demo, tmp_path / 'reversed.pth',
+                                     dataset_meta=dict(classes=classes[::-1]))
+    with pytest.raises(ValueError, match=r"was trained with the classes \['ring', 'cross', "
+                       r"'triangle', 'square', 'circle'\] \(the order of its labels\), but the "
+                       r"test dataset of the config .*tiny_shapes.py has \['circle', "):
+        run_tool(test_tool, monkeypatch, demo, reversed_classes)
 
 
 def test_no_config_fits(tmp_path, monkeypatch):
