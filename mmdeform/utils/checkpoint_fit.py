@@ -74,9 +74,9 @@ def layout_problems(state_dict, layout):
 
 def check_checkpoint_fits(checkpoint, model, checkpoint_name, config_name):
     """Raises a ValueError where the loaded ``checkpoint`` does not fit ``model``, built from
-    the config ``config_name`` (None: a config not read from a file): the message names the missing, unexpected, reshaped and
-    differently shared tensors (a few of each, and how many), and the configs of configs/ that
-    the checkpoint fits, if any."""
+    the config ``config_name`` (None: a config not read from a file): the message names the
+    missing, unexpected, reshaped and differently shared tensors (a few of each, and how many),
+    and the configs of configs/ that the checkpoint fits, if any."""
     state_dict = checkpoint_state_dict(checkpoint)
     problems = layout_problems(state_dict, model_layout(model))
     if problems:

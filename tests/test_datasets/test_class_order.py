@@ -3,17 +3,17 @@ trained on, the names drawn and the categories evaluated all agree. The file lis
 before bluedisc (id 7); the classes are given as ('bluedisc', 'redbox')."""
 import json
 
-import numpy as np
 import pytest
 import torch
+from mmdet.datasets.api_wrappers import COCO
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 from PIL import Image
+from tools_loader import load_tool
 
-from mmdeform.datasets.checked_coco import CheckedCocoDataset
+from mmdeform.datasets.checked_coco import CheckedCocoDataset, category_ids
 from mmdeform.evaluation import CocoMetric, StreamingCocoMetric
 from mmdeform.utils import register_all_modules
-from tools_loader import load_tool
 
 CATEGORIES = [dict(id=3, name='redbox'), dict(id=7, name='bluedisc')]  # the file's order
 CLASSES = ('bluedisc', 'redbox')
@@ -110,9 +110,6 @@ def test_evaluation_gives_each_label_the_category_of_its_name(data_root, metric_
 
 
 def test_drawn_ground_truth_is_labelled_by_name(data_root):
-    from mmdet.datasets.api_wrappers import COCO
-
-    from mmdeform.datasets.checked_coco import category_ids
     draw_detections = load_tool('analysis_tools/draw_detections.py')
     coco = COCO(str(data_root / 'ann.json'))
     cat_ids = category_ids(coco, CLASSES, 'ann.json')
