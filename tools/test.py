@@ -1,5 +1,7 @@
 """Test (and evaluate) a detector: ``python tools/test.py CONFIG CHECKPOINT [options]``.
 
+A checkpoint that does not fit the config's model is refused before anything is evaluated.
+
 The inference speed (images/s, ms/image) is reported next to the metrics.
 """
 import argparse
@@ -15,6 +17,7 @@ from mmengine.runner import Runner
 from mmdeform.registry import RUNNERS
 from mmdeform.utils import (add_run_arguments, load_run_config, parse_run_arguments,
                             setup_cpu_distributed)
+from mmdeform.utils.checkpoint_fit import check_checkpoint_file_fits
 
 
 def parse_args():
@@ -49,6 +52,9 @@ def main():
 
     cfg = load_run_config(args)
 
+    # The Runner would load what fits, log the rest and evaluate a half-initialised model.
+    if '://' not in args.checkpoint:
+        check_checkpoint_file_fits(args.checkpoint, cfg)
     cfg.load_from = args.checkpoint
 
     if args.show or args.show_dir:

@@ -4,7 +4,8 @@ Building and running reuse mmdet: the model comes from the registry, and
 :func:`inference_detector` is mmdet's (the config's test pipeline, one image at a time;
 :func:`inference_detector_batch` runs images of the same size together). What is
 ours: the registries of mmdeform, the checkpoint read with torch's safe unpickler
-(:func:`mmdeform.utils.load_checkpoint_file`) and loaded strictly, and class names taken from the
+(:func:`mmdeform.utils.load_checkpoint_file`) and refused where it does not fit the config
+(:func:`mmdeform.utils.checkpoint_fit.check_checkpoint_fits`), and class names taken from the
 checkpoint, else from the config's test dataset (mmdet falls back to COCO's).
 """
 import copy
@@ -13,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
+import mmcv
 import numpy as np
 import torch
 from mmcv.transforms import Compose
@@ -25,12 +27,24 @@ from mmengine.fileio import load
 from mmengine.model.utils import revert_sync_batchnorm
 from mmengine.registry import DefaultScope
 from mmengine.runner import load_state_dict
+from PIL import Image
 from torch import nn
 
-from mmdeform.registry import DATASETS, MODELS
+from mmdeform.registry import MODELS
 from mmdeform.utils import load_checkpoint_file, register_all_modules
+from mmdeform.datasets.checked_coco import category_ids as coco_category_ids
+from mmdeform.utils.checkpoint_fit import (check_checkpoint_fits, checkpoint_state_dict,
+                                           metainfo_of_test_dataset, saved_dataset_meta,
+                                           test_dataset)
 
-ImagesType = Union[str, np.ndarray, Sequence[Union[str, np.ndarray]]]
+ImageType = Union[str, Path, np.ndarray, Image.Image]
+ImagesType = Union[ImageType, Sequence[ImageType]]
+EXPECTED_ARRAY = ('a uint8 array in BGR order of shape (H, W, 3), or a grayscale uint8 array of '
+                  'shape (H, W) or (H, W, 1)')
+# PIL's modes of 8 bits per channel, which convert('RGB') keeps exact (the others hold 16 or 32
+# bits and would be clipped)
+PIL_8_BIT_MODES = ('1', 'L', 'LA', 'La', 'P', 'PA', 'RGB', 'RGBA', 'RGBa', 'RGBX', 'CMYK',
+                   'YCbCr', 'LAB', 'HSV')
 
 
 def init_detector(config: Union[str, Path, Config],
@@ -54,15 +68,14 @@ def init_detector(config: Union[str, Path, Config],
     cfg = _load_config(config, cfg_options)
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdeform')):
         model = MODELS.build(cfg.model)
-        model.dataset_meta = _test_dataset_metainfo(cfg)
+        model.dataset_meta = metainfo_of_test_dataset(cfg)
     # SyncBN of multi-GPU training cannot run in a single process.
     model = revert_sync_batchnorm(model)
     if checkpoint is not None:
         saved = load_checkpoint_file(str(checkpoint))
-        load_state_dict(model, saved.get('state_dict', saved), strict=True)
-        saved_meta = (saved.get('meta') or {}).get('dataset_meta') or {}
-        # as mmdet's init_detector: keys lower-cased (some writers use CLASSES, PALETTE)
-        model.dataset_meta.update({key.lower(): value for key, value in saved_meta.items()})
+        check_checkpoint_fits(saved, model, checkpoint, cfg.filename)
+        load_state_dict(model, checkpoint_state_dict(saved), strict=True)
+        model.dataset_meta.update(saved_dataset_meta(saved))
     model.cfg = cfg
     return model.to(device).eval()
 
@@ -73,8 +86,10 @@ def inference_detector(model: nn.Module,
 
     Args:
         model (nn.Module): from :func:`init_detector`.
-        imgs (str | np.ndarray | list): image files, or images as loaded by mmcv/cv2 (HxWx3 BGR
-            uint8), one or a list.
+        imgs (str | Path | np.ndarray | PIL.Image.Image | list): one image or a list: image
+            files; uint8 arrays as mmcv/cv2 load them, (H, W, 3) in BGR order, or grayscale
+            (H, W) or (H, W, 1); or PIL images (RGB, grayscale, RGBA, palette... of 8 bits per
+            channel). Other dtypes (e.g. float arrays in 0..1) and shapes are refused.
 
     Returns:
         DetDataSample | list[DetDataSample]: one per image (a list for a list), whose
@@ -85,7 +100,8 @@ def inference_detector(model: nn.Module,
     images = [_checked_image(img) for img in (imgs if is_batch else [imgs])]
     # mmdet picks the loading transform by the first image
     if len({isinstance(img, np.ndarray) for img in images}) > 1:
-        raise TypeError('a list of images must be all file names or all arrays, not a mix')
+        raise TypeError('a list of images must be all file names or all arrays and PIL images, '
+                        'not a mix')
     if not images:
         return []
     with DefaultScope.overwrite_default_scope(model.cfg.get('default_scope', 'mmdeform')):
@@ -165,16 +181,10 @@ def category_ids(model: nn.Module) -> Tuple[list, Optional[str]]:
     its label, its index in ``model.dataset_meta['classes']``, and the file is None.
     """
     classes = model.dataset_meta['classes']
-    with DefaultScope.overwrite_default_scope(model.cfg.get('default_scope', 'mmdeform')):
-        ann_file = getattr(_test_dataset(model.cfg), 'ann_file', None)
+    ann_file = getattr(test_dataset(model.cfg), 'ann_file', None)
     if not ann_file or not os.path.isfile(ann_file):
         return list(range(len(classes))), None
-    ids = {category['name']: category['id'] for category in load(ann_file)['categories']}
-    missing = [name for name in classes if name not in ids]
-    if missing:
-        raise ValueError(f'{ann_file}: {len(missing)} classes of the model are not category '
-                         f'names in it: {missing}')
-    return [ids[name] for name in classes], ann_file
+    return coco_category_ids(load(ann_file)['categories'], classes, ann_file), ann_file
 
 
 def _load_config(config, cfg_options):
@@ -192,24 +202,33 @@ def _load_config(config, cfg_options):
 
 
 def _checked_image(img):
+    """A file name as a str, any other image as a uint8 BGR (H, W, 3) array."""
+    if isinstance(img, Image.Image):
+        return _pil_to_bgr(img)
     if isinstance(img, np.ndarray):
-        return img
+        return _bgr_array(img)
     if not isinstance(img, (str, Path)):
-        raise TypeError(f'images must be file names or numpy arrays, got {type(img).__name__}')
+        raise TypeError(f'images must be file names, numpy arrays or PIL images, got '
+                        f'{type(img).__name__}')
     if not os.path.isfile(img):
         raise FileNotFoundError(f'image file not found: {img}')
     return str(img)
 
 
-def _test_dataset_metainfo(cfg):
-    """The metainfo (classes, palette) of the config's test dataset, read without loading its
-    annotations."""
-    return dict(_test_dataset(cfg).metainfo)
+def _bgr_array(img):
+    if img.dtype != np.uint8:
+        hint = (' (a float image in 0..1 converts with (img * 255).round().astype(np.uint8))'
+                if np.issubdtype(img.dtype, np.floating) else '')
+        raise TypeError(f'expected {EXPECTED_ARRAY}, got a {img.dtype} array{hint}')
+    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] == 1):
+        return mmcv.gray2bgr(img)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f'expected {EXPECTED_ARRAY}, got an array of shape {img.shape}')
+    return img
 
 
-def _test_dataset(cfg):
-    """The config's test dataset, built without loading its annotations."""
-    if 'test_dataloader' not in cfg:
-        raise ValueError(f'the config {cfg.filename} has no test_dataloader: inference needs its '
-                         'test pipeline and class names')
-    return DATASETS.build(dict(cfg.test_dataloader.dataset, lazy_init=True))
+def _pil_to_bgr(image):
+    if image.mode not in PIL_8_BIT_MODES:
+        raise ValueError(f'expected a PIL image of 8 bits per channel (mode RGB, L, RGBA, ...), '
+                         f'got mode {image.mode!r}: scale it to 0..255 and convert it to RGB')
+    return mmcv.rgb2bgr(np.asarray(image.convert('RGB')))

@@ -182,7 +182,8 @@ def test_class_not_in_annotation_file_is_named(model):
     saved = model.dataset_meta
     model.dataset_meta = dict(saved, classes=('cat', 'horse'))
     try:
-        with pytest.raises(ValueError, match=r"test.json: 1 classes .* not .* \['horse'\]"):
+        with pytest.raises(ValueError,
+                           match=r"test.json: 1 of the 2 classes .* not .* \['horse'\]"):
             category_ids(model)
     finally:
         model.dataset_meta = saved

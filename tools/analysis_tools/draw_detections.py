@@ -29,6 +29,7 @@ from mmengine.structures import InstanceData
 from mmengine.utils import ProgressBar
 
 from mmdeform.apis import init_detector
+from mmdeform.datasets.checked_coco import category_ids
 from mmdeform.evaluation.coco_matches import box_evaluator, coco_detections, match_images
 from mmdeform.evaluation.score_threshold import best_f1_threshold, count_matches
 from mmdeform.registry import VISUALIZERS
@@ -118,7 +119,8 @@ def main(argv=None):
     args = parse_args(argv)
     model = init_detector(args.config, args.checkpoint, args.device, args.cfg_options)
     coco = COCO(annotation_file(model.cfg))
-    cat_ids = coco.get_cat_ids(cat_names=model.dataset_meta['classes'])
+    cat_ids = category_ids(coco.dataset['categories'], model.dataset_meta['classes'],
+                           annotation_file(model.cfg))
     results = predict_split(model)
     detections = [d for r in results for d in coco_detections(
         r.img_id, r.pred_instances.bboxes.numpy(), r.pred_instances.scores.numpy(),
