@@ -14,6 +14,8 @@ import re
 
 import torch
 
+from mmdeform.models.detectors import first_stage_branch
+
 # The 80 COCO category ids in CocoDataset's class order.
 COCO_CATEGORY_IDS = [
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28,
@@ -24,14 +26,6 @@ COCO_CATEGORY_IDS = [
 NUM_CATEGORY_IDS = 91
 
 _CLASS_BRANCH = re.compile(r'^bbox_head\.cls_branches\.(\d+)\.(weight|bias)$')
-
-
-def first_stage_branch(state_dict):
-    """Index of the two-stage first-stage class branch in one of our state dicts (the one after
-    the decoder layers' branches), or None for a one-stage model."""
-    if 'memory_trans_fc.weight' not in state_dict:
-        return None
-    return len({k.split('.')[2] for k in state_dict if k.startswith('decoder.layers.')})
 
 
 def category_ids_to_classes(state_dict):
