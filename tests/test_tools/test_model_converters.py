@@ -9,7 +9,7 @@ from mmengine.registry import DefaultScope
 from tools_loader import load_tool
 
 from mmdeform.converters import (COCO_CATEGORY_IDS, category_ids_to_classes,
-                                 mmdeform_to_official, official_to_mmdeform)
+                                 mmdeform_to_official, mmdet_to_mmdeform, official_to_mmdeform)
 from mmdeform.registry import MODELS
 from mmdeform.utils import register_all_modules
 
@@ -223,7 +223,7 @@ def test_official_unknown_key_is_named():
 
 def test_mmdet_converter_refuses_other_detectors():
     try:
-        load_tool('model_converters/mmdet_to_mmdeform.py').convert({'backbone.conv1.weight': torch.zeros(1)})
+        mmdet_to_mmdeform({'backbone.conv1.weight': torch.zeros(1)})
     except ValueError as error:
         assert 'Deformable DETR' in str(error)
     else:
