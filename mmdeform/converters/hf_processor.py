@@ -19,7 +19,7 @@ data preprocessor's normalisation.
 RESCALE = 1 / 255
 
 
-def test_resize_scale(cfg):
+def resize_edges(cfg):
     """(short, long) edge lengths of the ``Resize`` step of the config's test pipeline.
 
     Raises:
@@ -49,7 +49,7 @@ def hf_preprocessor_config(cfg):
         raise ValueError(f"the data_preprocessor pads to a multiple of "
                             f"{preprocessor.pad_size_divisor}; Hugging Face's image processor "
                             'pads to the largest image of a batch (pad_size_divisor=1)')
-    short, long = test_resize_scale(cfg)
+    short, long = resize_edges(cfg)
     return dict(
         image_processor_type='DeformableDetrImageProcessor', format='coco_detection',
         do_convert_annotations=True,
