@@ -15,7 +15,7 @@ from mmdeform.mmcv_ext import MissingMmcvOpError, placeholders_in_use
 ROOT = os.path.dirname(os.path.dirname(__file__))
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')))
 # Parameter counts to the nearest million: the paper's (Table 1) for ResNet-50; for the larger
-# backbones, which the paper does not train, ours (README).
+# backbones, which the paper does not train, ours (docs/results.md).
 PARAMS = {
     'deformable_detr_r50_single_scale.py': 34,
     'deformable_detr_r50_single_scale_dc5.py': 34,
