@@ -29,7 +29,7 @@ def missing_op(op):
         raise MissingMmcvOpError(
             f"mmcv's compiled op '{op}' was called, but this environment has mmcv-lite, which "
             "has none of mmcv's compiled ops (mmdeform needs none). Modules built on them (a DCN "
-            "backbone, mmcv's nms) need full mmcv: how to install full mmcv is in "
+            "backbone, mmcv's nms) need full mmcv: to install full mmcv, see 'Full mmcv' in "
             "docs/install.md.")
 
     placeholder.__name__ = placeholder.__qualname__ = op
