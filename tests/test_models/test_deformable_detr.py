@@ -1,5 +1,5 @@
 """Parity with mmdet 3.3's Deformable DETR, variant by variant: the same weights (carried over
-by tools/model_converters/mmdet_to_mmdeform.py) give the same losses and predictions."""
+by mmdeform/converters/mmdet.py) give the same losses and predictions."""
 import copy
 import os
 
