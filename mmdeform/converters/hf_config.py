@@ -28,8 +28,8 @@ HF_DEFAULTS = dict(
     with_box_refine=False, two_stage=False, activation_function='relu',
     position_embedding_type='sine', dilation=False, use_timm_backbone=True, backbone='resnet50')
 HF_INPUT_PROJ = 'ChannelMapper(1x1 conv with bias, GroupNorm 32, no activation)'
-# mmdet's ResNet's stage strides and dilations, and the authors' DC5's (timm's output_stride 16)
-RESNET_STRIDES, RESNET_DILATIONS = [1, 2, 2, 2], [1, 1, 1, 1]
+# the stage strides and dilations of mmdet's ResNet by default (DC5ResNet holds DC5's)
+RESNET_STRIDES, RESNET_DILATIONS = (1, 2, 2, 2), (1, 1, 1, 1)
 # (block, blocks per stage) -> depth, as mmdet's ResNet and torchvision name them.
 RESNET_DEPTHS = {('basic', (2, 2, 2, 2)): 18, ('basic', (3, 4, 6, 3)): 34,
                  ('bottleneck', (3, 4, 6, 3)): 50, ('bottleneck', (3, 4, 23, 3)): 101,
@@ -52,7 +52,7 @@ def stage_layout(dilation):
     if dilation:
         return dict(backbone_strides=list(DC5ResNet.STRIDES),
                     backbone_dilations=list(DC5ResNet.DILATIONS))
-    return dict(backbone_strides=RESNET_STRIDES, backbone_dilations=RESNET_DILATIONS)
+    return dict(backbone_strides=list(RESNET_STRIDES), backbone_dilations=list(RESNET_DILATIONS))
 
 
 def resnet_widths(depth, base_channels=RESNET_BASE_CHANNELS, stem_channels=None):

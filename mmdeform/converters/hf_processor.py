@@ -17,6 +17,7 @@ data preprocessor's normalisation.
   ``pad_size_divisor`` must be 1 for the same padding.
 """
 RESCALE = 1 / 255
+PIL_BILINEAR = 2  # PIL.Image.Resampling.BILINEAR, as preprocessor_config.json spells it
 
 
 def resize_edges(cfg):
@@ -25,35 +26,40 @@ def resize_edges(cfg):
     Raises:
         ValueError: no such step, or one that Hugging Face's processor cannot do.
     """
-    pipeline = cfg.test_dataloader.dataset.pipeline
-    resizes = [step for step in pipeline if step['type'].split('.')[-1] == 'Resize']
+    resizes = [step for step in cfg.test_dataloader.dataset.pipeline
+               if step['type'].split('.')[-1] == 'Resize']
     if len(resizes) != 1:
-        raise ValueError(f'the test pipeline has {len(resizes)} Resize steps; Hugging Face '
-                            "'s image processor does one, Resize(scale=..., keep_ratio=True)")
+        raise ValueError(f'the test pipeline of {cfg.filename} has {len(resizes)} Resize steps; '
+                         "Hugging Face's image processor does one, Resize(scale=(long, short), "
+                         'keep_ratio=True)')
     resize = resizes[0]
     scale = resize.get('scale')
     if not resize.get('keep_ratio', False) or not isinstance(scale, (tuple, list)):
-        raise ValueError(f'the test pipeline resizes with {dict(resize)}; Hugging Face\'s '
-                            'image processor keeps the aspect ratio with two edge lengths: '
-                            'Resize(scale=(long, short), keep_ratio=True)')
+        raise ValueError(f'the test pipeline of {cfg.filename} resizes with {dict(resize)}; '
+                         "Hugging Face's image processor keeps the aspect ratio with two edge "
+                         'lengths: Resize(scale=(long, short), keep_ratio=True)')
     return min(scale), max(scale)
 
 
 def hf_preprocessor_config(cfg):
-    """preprocessor_config.json (a dict) of the config's test-time image processing."""
+    """preprocessor_config.json (a dict) of the config's test-time image processing.
+
+    Raises:
+        ValueError: naming what Hugging Face's processor cannot do the same way.
+    """
     preprocessor = cfg.model.data_preprocessor
     if not preprocessor.get('bgr_to_rgb', False):
-        raise ValueError('the model takes BGR images (its data_preprocessor has no '
-                            "bgr_to_rgb=True); Hugging Face's image processor gives RGB")
+        raise ValueError(f'the model of {cfg.filename} takes BGR images (its data_preprocessor '
+                         "has no bgr_to_rgb=True); Hugging Face's image processor gives RGB")
     if preprocessor.get('pad_size_divisor', 1) != 1:
-        raise ValueError(f"the data_preprocessor pads to a multiple of "
-                            f"{preprocessor.pad_size_divisor}; Hugging Face's image processor "
-                            'pads to the largest image of a batch (pad_size_divisor=1)')
+        raise ValueError(f'the data_preprocessor of {cfg.filename} pads to a multiple of '
+                         f"{preprocessor.pad_size_divisor}; Hugging Face's image processor "
+                         'pads to the largest image of a batch (pad_size_divisor=1)')
     short, long = resize_edges(cfg)
     return dict(
         image_processor_type='DeformableDetrImageProcessor', format='coco_detection',
         do_convert_annotations=True,
-        do_resize=True, size=dict(shortest_edge=short, longest_edge=long), resample=2,
+        do_resize=True, size=dict(shortest_edge=short, longest_edge=long), resample=PIL_BILINEAR,
         do_rescale=True, rescale_factor=RESCALE,
         do_normalize=True, image_mean=[value * RESCALE for value in preprocessor.mean],
         image_std=[value * RESCALE for value in preprocessor.std],
