@@ -4,4 +4,11 @@ from .version import __version__
 # Before anything imports mmdet's models: they import mmcv.ops, which needs mmcv._ext.
 mmcv_ext.install()
 
+# mmengine's loaders (a Runner's resume, mmdet's DetInferencer) call torch.load, whose default
+# weights_only unpickler refuses the message hub of mmengine's checkpoints: allow exactly its
+# globals (a narrow, fixed list; everything else stays refused).
+from .utils.checkpoint import allow_mmengine_checkpoint_globals  # noqa: E402
+
+allow_mmengine_checkpoint_globals()
+
 __all__ = ['__version__']

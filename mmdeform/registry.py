@@ -49,6 +49,10 @@ METRICS = Registry('metric', parent=MMDET_METRICS, scope=SCOPE,
 EVALUATOR = Registry('evaluator', parent=MMDET_EVALUATOR, scope=SCOPE)
 TASK_UTILS = Registry('task util', parent=MMDET_TASK_UTILS, scope=SCOPE,
                       locations=['mmdeform.models'])
-VISUALIZERS = Registry('visualizer', parent=MMDET_VISUALIZERS, scope=SCOPE)
-VISBACKENDS = Registry('vis_backend', parent=MMDET_VISBACKENDS, scope=SCOPE)
+# mmdet's visualizers are imported by no module of ours: name their module, so that a build in our
+# scope (mmdet's DetInferencer with scope='mmdeform') finds them without register_all_modules.
+VISUALIZERS = Registry('visualizer', parent=MMDET_VISUALIZERS, scope=SCOPE,
+                       locations=['mmdet.visualization'])
+VISBACKENDS = Registry('vis_backend', parent=MMDET_VISBACKENDS, scope=SCOPE,
+                       locations=['mmdet.visualization'])
 LOG_PROCESSORS = Registry('log_processor', parent=MMDET_LOG_PROCESSORS, scope=SCOPE)

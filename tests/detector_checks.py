@@ -78,7 +78,7 @@ def shrink_model(cfg, levels=2, dims=16, layers=2):
         decoder=dict(num_layers=layers, layer_cfg=dict(
             self_attn_cfg=dict(embed_dims=dims, num_heads=2, dropout=0.0),
             cross_attn_cfg=attn, ffn_cfg=ffn)),
-        positional_encoding=dict(num_feats=dims // 2),
+        positional_encoding=dict(num_feats=dims // 2, normalize=True, offset=-0.5),
         bbox_head=dict(embed_dims=dims),
         test_cfg=dict(max_per_img=5))))
     return cfg

@@ -167,9 +167,11 @@ def config_architecture(cfg):
     model = cfg.model
     encoder_attn = model.encoder.layer_cfg.self_attn_cfg
     decoder = model.decoder.layer_cfg
-    position = dict(num_feats=128, normalize=True, offset=-0.5, temperature=10000,
-                    scale=2 * math.pi)
-    position.update(model.get('positional_encoding', {}))
+    # What the config leaves out: SinePositionalEncoding's defaults (mmdet's) for its arguments,
+    # DeformableDETR's for the whole dict.
+    position = dict(normalize=False, offset=0., temperature=10000, scale=2 * math.pi)
+    position.update(model.get('positional_encoding',
+                              dict(num_feats=128, normalize=True, offset=-0.5)))
     position.pop('eps', None)  # 1e-6 on both sides (HF hard-codes it)
     activation = model.encoder.layer_cfg.ffn_cfg.get('act_cfg', dict(type='ReLU'))['type']
     two_stage = model.get('as_two_stage', False)

@@ -2,9 +2,9 @@
 generator of the embedded demo dataset."""
 from .checked_coco import CheckedCOCO, CheckedCocoDataset
 from .shapes import SHAPE_CLASSES, generate_shapes_dataset
-from .transforms import CheckedLoadImageFromFile
+from .transforms import LoadImageFromFile
 
 __all__ = [
-    'CheckedCOCO', 'CheckedCocoDataset', 'CheckedLoadImageFromFile', 'SHAPE_CLASSES',
+    'CheckedCOCO', 'CheckedCocoDataset', 'LoadImageFromFile', 'SHAPE_CLASSES',
     'generate_shapes_dataset'
 ]

@@ -1,26 +1,28 @@
 """Data transforms of mmdeform (registered in mmdeform.registry.TRANSFORMS)."""
 import logging
 
-from mmcv.transforms import LoadImageFromFile
+from mmcv import transforms as mmcv_transforms
 from mmengine.logging import print_log
 
 from mmdeform.registry import TRANSFORMS
 
 
 @TRANSFORMS.register_module()
-class CheckedLoadImageFromFile(LoadImageFromFile):
-    """mmcv's ``LoadImageFromFile`` for files that may be missing, empty or not decodable.
+class LoadImageFromFile(mmcv_transforms.LoadImageFromFile):
+    """mmcv's ``LoadImageFromFile`` (same arguments, defaults and exceptions) that names the file
+    it cannot read, and can skip it.
 
-    An unreadable file raises an ``OSError`` that names it and says why, or, with
-    ``skip_unreadable=True``, is skipped: the transform logs a warning naming it with the number
-    of files skipped so far by this process, and returns None, so that mmengine's dataset draws
-    another sample in training (up to its ``max_refetch``). (mmcv's ``ignore_empty`` skips
-    silently, and fails on a file that is there but does not decode.)
+    An unreadable file (missing, empty, not decodable) raises the exception mmcv's raises, with a
+    note naming the file. With ``skip_unreadable=True`` the transform logs a warning naming it
+    with the number of files skipped so far by this process, and returns None, so that mmengine's
+    dataset draws another sample in training (up to its ``max_refetch``). (mmcv's
+    ``ignore_empty`` skips silently.) mmdet's ``DetInferencer`` finds it by its name in a test
+    pipeline.
 
     Args:
         skip_unreadable (bool): skip unreadable files instead of raising. Defaults to False.
-        The others: as ``LoadImageFromFile``. Its default ``color_type='color'`` gives every
-        image 3 channels (BGR): grayscale is replicated, alpha dropped.
+        The others: mmcv's. Its default ``color_type='color'`` gives every image 3 channels
+        (BGR): grayscale is replicated, alpha dropped.
     """
 
     def __init__(self, *args, skip_unreadable=False, **kwargs):
@@ -32,9 +34,10 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
         try:
             return super().transform(results)
         except Exception as error:  # whatever the backend raises for this one file
-            reason = str(error).strip() or type(error).__name__
             if not self.skip_unreadable:
-                raise OSError(f'cannot read image {results["img_path"]}: {reason}') from error
+                add_note(error, f'cannot read image {results["img_path"]}')
+                raise
+            reason = str(error).strip() or type(error).__name__
         self.skipped.add(results['img_path'])
         print_log(f'skipped unreadable image {results["img_path"]} ({reason}); '
                   f'{len(self.skipped)} unreadable image(s) skipped so far by this process',
@@ -42,4 +45,16 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
         return None
 
     def __repr__(self):
-        return f'{super().__repr__()[:-1]}, skip_unreadable={self.skip_unreadable})'
+        # mmcv's, which it is unless skipping
+        if not self.skip_unreadable:
+            return super().__repr__()
+        return f'{super().__repr__()[:-1]}, skip_unreadable=True)'
+
+
+def add_note(error, note):
+    """``error.add_note(note)`` (Python >= 3.11; pytest and tracebacks show it); on older Python
+    the note goes to ``__notes__`` alone, which pytest reads too."""
+    if hasattr(error, 'add_note'):
+        error.add_note(note)
+    else:
+        error.__notes__ = [*getattr(error, '__notes__', []), note]

@@ -42,7 +42,7 @@ def our_config(variant, num_classes=80):
         encoder=dict(num_layers=2, layer_cfg=dict(self_attn_cfg=attn, ffn_cfg=ffn)),
         decoder=dict(num_layers=2, layer_cfg=dict(self_attn_cfg=attn, cross_attn_cfg=attn,
                                                   ffn_cfg=ffn)),
-        positional_encoding=dict(num_feats=32),
+        positional_encoding=dict(num_feats=32, normalize=True, offset=-0.5),
         bbox_head=dict(embed_dims=64, num_classes=num_classes))))
     return cfg
 

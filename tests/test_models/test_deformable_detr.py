@@ -45,7 +45,7 @@ def small(cfg, levels, dims=64):
         decoder=dict(num_layers=2, layer_cfg=dict(
             self_attn_cfg=dict(embed_dims=dims, num_heads=8, dropout=0.0),
             cross_attn_cfg=attn, ffn_cfg=ffn)),
-        positional_encoding=dict(num_feats=dims // 2),
+        positional_encoding=dict(num_feats=dims // 2, normalize=True, offset=-0.5),
         bbox_head=dict(num_classes=5, embed_dims=dims))))
     return cfg.model
 

@@ -30,11 +30,11 @@ def test_box_overlaps_are_mmdets(mode, shapes, aligned):
 
 
 def test_box_overlaps_bad_arguments():
-    with pytest.raises(ValueError, match="mode must be 'iou', 'iof' or 'giou', got 'dice'"):
+    with pytest.raises(AssertionError, match="mode must be 'iou', 'iof' or 'giou', got 'dice'"):
         box_overlaps(random_boxes(2), random_boxes(2), mode='dice')
-    with pytest.raises(ValueError, match='aligned boxes must be as many: 2 != 3'):
+    with pytest.raises(AssertionError, match='aligned boxes must be as many: 2 != 3'):
         box_overlaps(random_boxes(2), random_boxes(3), is_aligned=True)
-    with pytest.raises(ValueError, match='aligned boxes must be as many: 3 != 4'):
+    with pytest.raises(AssertionError, match='aligned boxes must be as many: 3 != 4'):
         box_overlaps(random_boxes(2, 3), random_boxes(2, 4), is_aligned=True)
 
 

@@ -70,11 +70,11 @@ def multi_scale(levels, batch=2):
 
 
 @pytest.mark.parametrize('kwargs', [
-    dict(), dict(num_feats=16, temperature=20), dict(num_feats=8, normalize=False, offset=0.)
-], ids=['Deformable DETR defaults', 'other feats and temperature', 'unnormalized'])
+    dict(num_feats=128, normalize=True, offset=-0.5),
+    dict(num_feats=16, temperature=20, normalize=True, offset=-0.5), dict(num_feats=8)
+], ids=['Deformable DETR', 'other feats and temperature', "mmdet's defaults"])
 def test_positional_encoding_matches_mmdet(kwargs):
-    theirs = MMDetSinePositionalEncoding(
-        **{'num_feats': 128, 'normalize': True, 'offset': -0.5, **kwargs})
+    theirs = MMDetSinePositionalEncoding(**kwargs)
     mask = torch.zeros(2, 7, 9, dtype=torch.bool)
     mask[1, 5:] = True
     mask[1, :, 6:] = True

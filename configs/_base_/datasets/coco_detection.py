@@ -11,7 +11,7 @@ backend_args = None
 
 multi_scale = [(short, 1333) for short in range(480, 801, 32)]
 train_pipeline = [
-    dict(type='CheckedLoadImageFromFile', color_type='color', skip_unreadable=True,
+    dict(type='LoadImageFromFile', color_type='color', skip_unreadable=True,
          backend_args=backend_args),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
@@ -32,7 +32,7 @@ train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='CheckedLoadImageFromFile', color_type='color', backend_args=backend_args),
+    dict(type='LoadImageFromFile', color_type='color', backend_args=backend_args),
     dict(type='Resize', scale=(1333, 800), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs',

@@ -12,7 +12,7 @@ metainfo = dict(
 # largest training scale as COCO's 480..800 / 800), which keeps a CPU training run to minutes;
 # the smallest objects (16 px) become ~8 px.
 train_pipeline = [
-    dict(type='CheckedLoadImageFromFile', color_type='color', skip_unreadable=True),
+    dict(type='LoadImageFromFile', color_type='color', skip_unreadable=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='RandomChoiceResize', scales=[(short, 384) for short in (128, 144, 160)],
@@ -20,7 +20,7 @@ train_pipeline = [
     dict(type='PackDetInputs'),
 ]
 test_pipeline = [
-    dict(type='CheckedLoadImageFromFile', color_type='color'),
+    dict(type='LoadImageFromFile', color_type='color'),
     dict(type='Resize', scale=(384, 160), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True),
     dict(type='PackDetInputs',

@@ -6,7 +6,7 @@ One formula serves both pixels and boxes: a coordinate c in [0, scale] becomes
 import math
 
 import torch
-from mmengine.model import BaseModule
+from mmdet.models.layers import SinePositionalEncoding as MMDetSinePositionalEncoding
 
 from mmdeform.registry import MODELS
 
@@ -25,33 +25,32 @@ def box_sine_embedding(boxes, num_feats=128, temperature=10000, scale=2 * math.p
 
 
 @MODELS.register_module()
-class SinePositionalEncoding(BaseModule):
+class SinePositionalEncoding(MMDetSinePositionalEncoding):
     """The pixel encoding: each axis' position, counted over valid pixels only, through
-    :func:`sine_embedding`. Defaults are Deformable DETR's.
+    :func:`sine_embedding`.
+
+    mmdet's module of the same name, with its arguments, defaults and checks. Deformable DETR sets
+    ``normalize=True, offset=-0.5`` (our configs do).
 
     Args:
         num_feats (int): d, features per axis; the output has 2 * d channels, y's then x's.
         temperature (float): T. Default 10000.
         normalize (bool): map positions to (0, scale] over each image's valid extent.
-            Default True.
-        scale (float): Default 2 * pi.
+            Default False.
+        scale (float): Default 2 * pi; with ``normalize``, one that is not a number is an
+            ``AssertionError``.
         eps (float): keeps the normalization finite on an all-padding row. Default 1e-6.
         offset (float): added to the 1-based position before normalizing, -0.5 puts the value
-            at the pixel centre. Default -0.5.
+            at the pixel centre. Default 0.
     """
 
-    def __init__(self, num_feats=128, temperature=10000, normalize=True, scale=2 * math.pi,
-                 eps=1e-6, offset=-0.5, init_cfg=None):
-        super().__init__(init_cfg)
-        self.num_feats = num_feats
-        self.temperature = temperature
-        self.normalize = normalize
-        self.scale = scale
-        self.eps = eps
-        self.offset = offset
-
-    def forward(self, mask):
-        """(N, H, W) bool, True at padding -> (N, 2 * num_feats, H, W)."""
+    def forward(self, mask=None, input=None):
+        """(N, H, W) mask, True (non-zero) at padding, or without one an (N, C, H, W) ``input``
+        with no padding -> (N, 2 * num_feats, H, W)."""
+        if mask is None:
+            if input is None:
+                raise AssertionError('SinePositionalEncoding needs a mask or an input')
+            mask = input.new_zeros((input.shape[0], *input.shape[2:]), dtype=torch.bool)
         valid = mask.logical_not()
         y = valid.cumsum(1, dtype=torch.float32)  # 1-based row among valid pixels
         x = valid.cumsum(2, dtype=torch.float32)

@@ -14,11 +14,11 @@ from mmdeform.registry import MODELS
 def box_overlaps(boxes1, boxes2, mode='iou', is_aligned=False, eps=1e-6):
     """mmdet's ``bbox_overlaps`` of (..., m, 4) and (..., n, 4) (x1, y1, x2, y2) boxes: (..., m, n)
     pairwise, or (..., m) row by row if ``is_aligned``. ``mode`` is 'iou', 'iof' (over the area
-    of ``boxes1``) or 'giou'."""
+    of ``boxes1``) or 'giou'. Bad arguments raise mmdet's exception type, AssertionError."""
     if mode not in ('iou', 'iof', 'giou'):
-        raise ValueError(f"mode must be 'iou', 'iof' or 'giou', got {mode!r}")
+        raise AssertionError(f"mode must be 'iou', 'iof' or 'giou', got {mode!r}")
     if is_aligned and boxes1.shape[-2] != boxes2.shape[-2]:
-        raise ValueError(f'aligned boxes must be as many: {boxes1.shape[-2]} != {boxes2.shape[-2]}')
+        raise AssertionError(f'aligned boxes must be as many: {boxes1.shape[-2]} != {boxes2.shape[-2]}')
     if not is_aligned:
         boxes1, boxes2 = boxes1[..., :, None, :], boxes2[..., None, :, :]
     area1 = (boxes1[..., 2] - boxes1[..., 0]) * (boxes1[..., 3] - boxes1[..., 1])

@@ -1,28 +1,29 @@
 """One-to-one matching of queries to ground truths (DETR eq. 1, used by Deformable DETR)."""
 import torch
-from mmdet.models.task_modules import AssignResult, BaseAssigner
+from mmdet.models.task_modules import AssignResult
+from mmdet.models.task_modules import HungarianAssigner as MMDetHungarianAssigner
+from mmengine.registry import DefaultScope
 
-from mmdeform.registry import TASK_UTILS
+from mmdeform.registry import SCOPE, TASK_UTILS
 from .batched_matching import hungarian_matches, summed_cost
 
 
 @TASK_UTILS.register_module()
-class HungarianAssigner(BaseAssigner):
+class HungarianAssigner(MMDetHungarianAssigner):
     """Matches each gt to one prediction so that the summed match cost is minimal.
 
-    Unmatched predictions are background. Same interface as mmdet's ``HungarianAssigner``.
+    Unmatched predictions are background. mmdet's ``HungarianAssigner`` (same arguments and
+    checks: an empty list of costs is an ``AssertionError``) that reports a non-finite cost matrix.
 
     Args:
-        match_costs (dict | list[dict]): Configs of the match costs (built through
-            ``TASK_UTILS``); the matching cost is their sum.
+        match_costs (dict | list[dict]): Configs of the match costs; the matching cost is their
+            sum.
     """
 
     def __init__(self, match_costs):
-        if isinstance(match_costs, dict):
-            match_costs = [match_costs]
-        if not match_costs:
-            raise ValueError('match_costs must not be empty')
-        self.match_costs = [TASK_UTILS.build(cfg) for cfg in match_costs]
+        # Built in our scope whatever the caller's, so that the costs are ours (fp32) too.
+        with DefaultScope.overwrite_default_scope(SCOPE):
+            super().__init__(match_costs)
 
     def assign(self, pred_instances, gt_instances, img_meta=None, **kwargs):
         """Returns an ``AssignResult`` whose ``gt_inds`` is 0 for background and i + 1 for a

@@ -1,0 +1,112 @@
+"""Same name, same contract: a class we register under a name that mmdet (or mmcv, mmengine)
+also registers replaces theirs for every config built in scope mmdeform, so it must take every
+constructor argument of theirs with their default. The ancestors' registries are searched for
+every name of ours; the classes that do not keep the contract yet are listed with exactly how
+they differ, so that a new clash, a new difference and a mended one all fail here."""
+import inspect
+
+import pytest
+from mmengine.registry import Registry
+
+import mmdeform.registry as our_registries
+from mmdeform.utils import register_all_modules
+
+register_all_modules(init_default_scope=False)
+
+# The classes of ours that keep the contract of the class of the same name above them.
+KEPT = {
+    ('TASK_UTILS', 'HungarianAssigner'), ('TASK_UTILS', 'FocalLossCost'),
+    ('TASK_UTILS', 'BBoxL1Cost'), ('TASK_UTILS', 'IoUCost'),
+    ('MODELS', 'SinePositionalEncoding'), ('TRANSFORMS', 'LoadImageFromFile'),
+    ('MODELS', 'GIoULoss'),
+}
+# Those that do not yet: {argument of theirs: (our default, or MISSING; their default)}, and
+# whether ``cls(*args)`` means something else.
+MISSING = 'missing'
+ORDER_DIFFERS = 'their positional arguments are not the first of ours, in order'
+REQUIRED = inspect.Parameter.empty
+DIFFERENT = {
+    ('MODELS', 'DeformableDETR'): {
+        'neck': (REQUIRED, None), 'encoder': (REQUIRED, None), 'decoder': (REQUIRED, None),
+        'bbox_head': (REQUIRED, None),
+        'positional_encoding': (dict(num_feats=128, normalize=True, offset=-0.5), None),
+        'num_queries': (300, 100), 'positional order': ORDER_DIFFERS},
+    ('MODELS', 'DeformableDETRHead'): {
+        'sync_cls_avg_factor': (True, False),
+        'loss_cls': (dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
+                          loss_weight=2.0),
+                     dict(type='CrossEntropyLoss', bg_cls_weight=0.1, use_sigmoid=False,
+                          loss_weight=1.0, class_weight=1.0)),
+        'train_cfg': (dict(assigner=dict(type='HungarianAssigner', match_costs=[
+            dict(type='FocalLossCost', weight=2.0),
+            dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
+            dict(type='IoUCost', iou_mode='giou', weight=2.0)])),
+                      dict(assigner=dict(type='HungarianAssigner', match_costs=[
+                          dict(type='ClassificationCost', weight=1.0),
+                          dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
+                          dict(type='IoUCost', iou_mode='giou', weight=2.0)]))),
+        'positional order': ORDER_DIFFERS},
+    ('MODELS', 'MultiScaleDeformableAttention'): {
+        'im2col_step': (MISSING, 64), 'batch_first': (MISSING, False),
+        'norm_cfg': (MISSING, None), 'value_proj_ratio': (MISSING, 1.0),
+        'positional order': ORDER_DIFFERS},
+}
+
+
+def constructor(cls):
+    """({argument: default (``REQUIRED`` if none)}, [positional arguments in order]) of
+    ``cls(...)``, following ``*args, **kwargs`` up the MRO to the constructor that takes them."""
+    defaults, positional = {}, []
+    for klass in cls.__mro__:
+        if '__init__' not in vars(klass):
+            continue
+        parameters = list(inspect.signature(vars(klass)['__init__']).parameters.values())[1:]
+        takes_args = any(p.kind is p.VAR_POSITIONAL for p in parameters)
+        for p in parameters:
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                defaults.setdefault(p.name, p.default)
+            if p.kind is p.POSITIONAL_OR_KEYWORD and p.name not in positional:
+                positional.append(p.name)
+        if all(p.kind is not p.VAR_KEYWORD for p in parameters):
+            return defaults, positional
+        if not takes_args:  # the positional arguments end here
+            positional.append('**')
+    return defaults, positional
+
+
+def same_named():
+    """(registry name, class name, ours, theirs) for each of our names an ancestor registers."""
+    found = []
+    for registry_name, registry in vars(our_registries).items():
+        if not isinstance(registry, Registry) or registry.scope != our_registries.SCOPE:
+            continue
+        for name, ours in registry.module_dict.items():
+            ancestor = registry.parent
+            while ancestor is not None and name not in ancestor.module_dict:
+                ancestor = ancestor.parent
+            if ancestor is not None:
+                found.append((registry_name, name, ours, ancestor.module_dict[name]))
+    return found
+
+
+def differences(ours, theirs):
+    (our_defaults, our_positional), (their_defaults, their_positional) = map(
+        constructor, (ours, theirs))
+    found = {name: (our_defaults.get(name, MISSING), default)
+             for name, default in their_defaults.items()
+             if our_defaults.get(name, MISSING) != default}
+    their_positional = their_positional[:their_positional.index('**')] \
+        if '**' in their_positional else their_positional
+    if our_positional[:len(their_positional)] != their_positional:
+        found['positional order'] = ORDER_DIFFERS
+    return found
+
+
+def test_every_same_named_class_is_audited():
+    assert {(registry, name) for registry, name, *_ in same_named()} == KEPT | set(DIFFERENT)
+
+
+@pytest.mark.parametrize('registry, name, ours, theirs', same_named(),
+                         ids=[f'{r}.{n}' for r, n, *_ in same_named()])
+def test_constructor_takes_theirs_with_their_defaults(registry, name, ours, theirs):
+    assert differences(ours, theirs) == DIFFERENT.get((registry, name), {})
