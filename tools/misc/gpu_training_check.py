@@ -233,8 +233,8 @@ def markdown(report):
               + ('losses equal bit for bit.' if d['ok'] else
                  f'FAILED (first difference at iteration {d["first_difference"]}).'), '']
     h, w = report['shape']
-    lines += [f'R50 two-stage at {h}x{w} | mmdeform ms | mmdeform images/s | peak MiB | '
-              'Hugging Face ms | Hugging Face images/s', '|---|---|---|---|---|---|']
+    lines += [f'| R50 two-stage at {h}x{w} | mmdeform ms | mmdeform images/s | peak MiB | '
+              'Hugging Face ms | Hugging Face images/s |', '|---|---|---|---|---|---|']
     for precision in ('fp32', 'bf16'):
         ours, theirs = report['r50'][precision], report['huggingface'][precision]
         for stage, s in ours.items():
