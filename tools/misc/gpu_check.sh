@@ -9,7 +9,7 @@
 # with 16 cores, from what ran on 2 CPU cores and the sizes involved):
 #   build      150 s; ~90 s. mmdeform._C in place for the local GPU's architecture, with
 #              CUDA_HOME from tools/misc/cuda_home.sh (as `make check-cuda-build`); the kit
-#              (~5 s) is installed after it.
+#              (limit 30 s; ~5 s) is installed after it.
 #   tests       75 s; ~30 s. pytest tests/test_ops -k cuda: the kernels against the fp64
 #              reference in every dtype, gradcheck, no host sync, bit-identical deterministic
 #              backward, bad input; fails unless at least GPU_CHECK_MIN_CUDA_TESTS (90) passed
@@ -24,12 +24,14 @@
 #              iterations --deterministic (bit for bit), R50 two-stage at 800x1333 (training
 #              step, peak memory, inference batch 1 and 8, fp32 and bf16) next to Hugging Face's
 #              model.
-#   memcheck    60 s; ~50 s. compute-sanitizer memcheck over a selection of the CUDA tests,
+#   memcheck   what is left of GPU_CHECK_BUDGET (540 s), at least 30 s; ~60 s.
+#              compute-sanitizer memcheck over a selection of the CUDA tests (22 of them),
 #              with PYTORCH_NO_CUDA_MEMORY_CACHING=1 so that every tensor is its own allocation
 #              and a read past its end is seen; "unavailable" where the sanitizer refuses the
 #              device or is absent.
-# Limits add up to 555 s (with ~10 s of probing): the check ends within 10 minutes whatever
-# happens; the estimates add up to about 6 minutes.
+# The limits before memcheck add up to 525 s; memcheck gets the rest of GPU_CHECK_BUDGET (540 s)
+# and at least 30 s, so the check ends within about 9.5 minutes whatever happens; the estimates
+# add up to about 6 minutes.
 #
 # DIR (default $OUT where set, else gpu-check) receives at most 7 files: summary.md and
 # summary.json (every step's status and time, the benchmark's and the training's figures) and
@@ -48,6 +50,7 @@ out=${1:-${OUT:-gpu-check}}
 python=${PYTHON:-python3}
 kit=${GPU_KIT_DIR:-gpu-kit}
 min_cuda_tests=${GPU_CHECK_MIN_CUDA_TESTS:-90}
+budget=${GPU_CHECK_BUDGET:-540}
 mkdir -p "$out" && out=$(cd "$out" && pwd) || exit 1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -136,15 +139,15 @@ grep -q "^build	passed" "$tmp/steps.tsv" || finish
 have_kit() { "$python" -c "import mmdeform, mmengine, mmcv, mmdet"; }
 if compgen -G "$kit/*.whl" >/dev/null; then
   export PYTHONPATH="$PYTHONPATH:$tmp/site"
-  run_step kit 60 build.log "$python" -m pip install -q --no-index --no-deps --no-compile \
+  run_step kit 30 build.log "$python" -m pip install -q --no-index --no-deps --no-compile \
     --target "$tmp/site" "$kit"/*.whl
   have_kit >>"$out/build.log" 2>&1 || rc=1
   judge
-  record kit "$status" "$seconds" 60 "$(ls "$kit"/*.whl | wc -l) wheels from $kit"
+  record kit "$status" "$seconds" 30 "$(ls "$kit"/*.whl | wc -l) wheels from $kit"
 elif have_kit 2>/dev/null; then
-  record kit passed 0 60 "mmengine, mmcv and mmdet installed"
+  record kit passed 0 30 "mmengine, mmcv and mmdet installed"
 else
-  record kit skipped 0 60 "no mmengine, mmcv and mmdet: make gpu-kit where PyPI is reachable"
+  record kit skipped 0 30 "no mmengine, mmcv and mmdet: make gpu-kit where PyPI is reachable"
 fi
 grep -q "^kit	passed" "$tmp/steps.tsv" && kit_ready=1 || kit_ready=0
 
@@ -179,21 +182,22 @@ else
 fi
 
 sanitizer=$(command -v compute-sanitizer || ls "$cuda_home/bin/compute-sanitizer" 2>/dev/null)
+limit=$((budget - SECONDS > 30 ? budget - SECONDS : 30))
 if [ -z "$sanitizer" ]; then
-  record memcheck unavailable 0 60 "compute-sanitizer not found"
+  record memcheck unavailable 0 "$limit" "compute-sanitizer not found"
 else
-  run_step memcheck 60 memcheck.log env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$sanitizer" \
+  run_step memcheck "$limit" memcheck.log env PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$sanitizer" \
     --tool memcheck --error-exitcode 99 "${pytest[@]}" tests/test_ops/test_kernels.py \
     -k "$memcheck_selection" --junitxml "$tmp/memcheck.xml"
   refusal=$(grep -iE -m1 'device not supported|not supported on this' "$tmp/step.log" \
     | sed -E 's/^[= ]*(Error: )?//')
   if [ -n "$refusal" ]; then
-    record memcheck unavailable "$seconds" 60 "the sanitizer refuses the device: ${refusal//	/ }"
+    record memcheck unavailable "$seconds" "$limit" "the sanitizer refuses the device: ${refusal//	/ }"
   elif [ "$rc" -eq 99 ] || grep -qE 'ERROR SUMMARY: [1-9]' "$tmp/step.log"; then
-    record memcheck failed "$seconds" 60 "memcheck found errors: see memcheck.log"
+    record memcheck failed "$seconds" "$limit" "memcheck found errors: see memcheck.log"
   else
     judge "$tmp/memcheck.xml"
-    record memcheck "$status" "$seconds" 60 "$note"
+    record memcheck "$status" "$seconds" "$limit" "$note"
   fi
 fi
 finish
