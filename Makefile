@@ -26,8 +26,8 @@ $(PY):
 $(VENV)/.torch: FORCE
 	@mkdir -p $(VENV); [ "$$(cat $@ 2>/dev/null)" = '$(TORCH)' ] || echo '$(TORCH)' > $@
 
-# Wheels only, nothing compiled: mmcv-lite is mmcv without its compiled ops (mmdeform.mmcv_ext
-# stands in for them). torch first, so that requirements.txt's torch>=... keeps it.
+# Wheels only, nothing compiled (mmcv-lite: docs/install.md). torch first, so that
+# requirements.txt's torch>=... keeps it.
 $(VENV)/.installed: requirements.txt $(VENV)/.torch | $(PY)
 	$(PIP) install "$(TORCH)" ninja
 	$(PIP) install -r requirements.txt

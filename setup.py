@@ -14,6 +14,12 @@ def version():
     return scope['__version__']
 
 
+def torch_requirement():
+    """requirements.txt's torch line: the torch releases mmdeform supports, stated once."""
+    with open('requirements.txt') as f:
+        return next(line.strip() for line in f if line.startswith('torch'))
+
+
 def with_cuda():
     import torch
     if os.getenv('FORCE_CUDA', '0') == '1':
@@ -53,6 +59,7 @@ setup(
     description='Deformable DETR for the OpenMMLab ecosystem',
     packages=find_packages(exclude=('tests', 'tests.*', 'configs', 'tools')),
     python_requires='>=3.9',
+    install_requires=[torch_requirement()],
     ext_modules=[native_extension()],
     cmdclass={'build_ext': BuildExtension},
     zip_safe=False,

@@ -1,14 +1,11 @@
-"""Placeholders for mmcv's compiled op library (``mmcv._ext``) under mmcv-lite.
+"""Placeholders for mmcv's compiled op library (``mmcv._ext``) under mmcv-lite (docs/install.md).
 
-mmdeform installs mmcv-lite: mmcv's Python package without its ~60 compiled ops, none of which
-mmdeform calls. mmdet imports ``mmcv.ops`` anyway, whose modules look their kernels up in
-``mmcv._ext`` when they are imported. Where that library is absent, :func:`install` (run by
-``import mmdeform``, so import it before ``mmdet.models``, ``mmdet.apis`` or
-``mmdet.evaluation``) registers a module in its place whose every attribute is a placeholder
-that raises :class:`MissingMmcvOpError`, naming the op, when called. It never computes
-anything, so an mmcv kernel reached by mistake is an error, never a wrong result, and each call
-is recorded in :data:`called_ops`, so that tests see it even where a caller catches the error.
-With full mmcv installed nothing is replaced and its real ops are used.
+mmdet imports ``mmcv.ops``, whose modules look their kernels up in ``mmcv._ext`` when imported.
+Where that library is absent, :func:`install` (run by ``import mmdeform``) registers in its place
+a module whose every attribute is a placeholder that raises :class:`MissingMmcvOpError`, naming
+the op, when called: an mmcv kernel reached by mistake is an error, never a wrong result. Each
+call is recorded in :data:`called_ops`, so that tests see it even where a caller catches the
+error. With full mmcv nothing is replaced.
 """
 import importlib.machinery
 import importlib.util
@@ -31,11 +28,9 @@ def missing_op(op):
         called_ops.append(op)
         raise MissingMmcvOpError(
             f"mmcv's compiled op '{op}' was called, but this environment has mmcv-lite, which "
-            "comes without mmcv's compiled ops (mmdeform itself needs none of them). To use "
-            "modules built on mmcv ops (for example a DCN backbone or mmcv's nms), install full "
-            "mmcv: pip uninstall -y mmcv-lite && pip install --no-build-isolation mmcv==2.1.0 "
-            "(it compiles its ops against the installed torch, which must be 2.13 or older; "
-            "about 20 minutes on 2 cores).")
+            "has none of mmcv's compiled ops (mmdeform needs none). Modules built on them (a DCN "
+            "backbone, mmcv's nms) need full mmcv: to install full mmcv, see 'Full mmcv' in "
+            "docs/install.md.")
 
     placeholder.__name__ = placeholder.__qualname__ = op
     return placeholder
@@ -57,9 +52,7 @@ def placeholders_in_use():
     return isinstance(sys.modules.get(NAME), PlaceholderLibrary)
 
 
-def real_library_present():
-    if NAME in sys.modules:
-        return not placeholders_in_use()
+def _mmcv_library_found():
     try:
         return importlib.util.find_spec(NAME) is not None
     except ModuleNotFoundError:  # no mmcv at all
@@ -67,17 +60,15 @@ def real_library_present():
 
 
 def install():
-    """Registers the placeholder library unless the real one (full mmcv) is installed.
+    """Registers the placeholder library unless ``mmcv._ext`` is imported or found (full mmcv).
 
     Returns:
         bool: whether the placeholders are in use.
     """
-    if real_library_present():
-        return False
-    if NAME not in sys.modules:
+    if NAME not in sys.modules and not _mmcv_library_found():
         library = PlaceholderLibrary(NAME, __doc__)
         # A spec without a loader: importlib and pkgutil find the module, and mmengine's
         # mmcv_full_available() (a pkgutil loader lookup) answers False, as it should.
         library.__spec__ = importlib.machinery.ModuleSpec(NAME, loader=None)
         sys.modules[NAME] = library
-    return True
+    return placeholders_in_use()

@@ -1,5 +1,7 @@
 """Test (and evaluate) a detector: ``python tools/test.py CONFIG CHECKPOINT [options]``.
 
+A checkpoint that does not fit the config's model is refused before anything is evaluated.
+
 The inference speed (images/s, ms/image) is reported next to the metrics.
 """
 import argparse
@@ -9,11 +11,13 @@ import mmdeform  # noqa: F401  (first: it stands in for mmcv-lite's missing mmcv
 from mmdet.engine.hooks.utils import trigger_visualization_hook
 from mmdet.evaluation import DumpDetResults
 from mmdet.utils import setup_cache_size_limit_of_dynamo
+from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmdeform.registry import RUNNERS
 from mmdeform.utils import (add_run_arguments, load_run_config, parse_run_arguments,
                             setup_cpu_distributed)
+from mmdeform.utils.checkpoint_fit import check_checkpoint_file_fits
 
 
 def parse_args():
@@ -27,8 +31,8 @@ def parse_args():
     parser.add_argument('--show', action='store_true', help='show prediction results')
     parser.add_argument(
         '--show-dir',
-        help='directory where painted images will be saved. If specified, it will be '
-        'automatically saved to the work_dir/timestamp/show_dir')
+        help='directory where painted images will be saved; a relative one goes into '
+        'WORK_DIR/TIMESTAMP/. The Epoch(test) lines of the log show the progress')
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of show (s)')
     add_run_arguments(parser)
     args = parse_run_arguments(parser)
@@ -48,6 +52,9 @@ def main():
 
     cfg = load_run_config(args)
 
+    # The Runner would load what fits, log the rest and evaluate a half-initialised model.
+    if '://' not in args.checkpoint:
+        check_checkpoint_file_fits(args.checkpoint, cfg)
     cfg.load_from = args.checkpoint
 
     if args.show or args.show_dir:
@@ -66,6 +73,13 @@ def main():
         runner = Runner.from_cfg(cfg)
     else:
         runner = RUNNERS.build(cfg)
+
+    if args.show_dir:
+        # DetVisualizationHook puts a relative --show-dir into the run's folder of the work dir
+        score_thr = cfg.default_hooks.visualization.get('score_thr', 0.3)
+        print_log(f'drawing the detections scoring above {score_thr} to '
+                  f'{osp.join(runner.work_dir, runner.timestamp, args.show_dir)}',
+                  logger='current')
 
     # add `DumpResults` dummy metric
     if args.out is not None:

@@ -20,6 +20,9 @@ env_cfg = dict(
 
 vis_backends = [dict(type='LocalVisBackend')]
 visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+# TensorBoard as well (pip install tensorboard): this line in a config writes event files to
+# WORK_DIR/TIMESTAMP/vis_data/ beside scalars.json; then `tensorboard --logdir WORK_DIR`.
+# visualizer = dict(vis_backends=[dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')])
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 
 log_level = 'INFO'

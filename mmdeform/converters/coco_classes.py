@@ -1,4 +1,5 @@
-"""COCO's 91 category ids -> our 80 classes, for class branches trained the authors' way.
+"""COCO's 91 category ids -> our 80 classes (COCO's class names), for class branches trained the
+authors' way.
 
 The authors (and the Hugging Face checkpoints made from theirs) score 91 outputs indexed by COCO
 category id (ids 0, 12, 26, ... unused); ours score the 80 classes in CocoDataset's order. Each
@@ -13,6 +14,9 @@ so fine-tuning starts from the first-stage loss the authors' model had.
 import re
 
 import torch
+from mmdet.datasets import CocoDataset
+
+from mmdeform.models.detectors import first_stage_branch
 
 # The 80 COCO category ids in CocoDataset's class order.
 COCO_CATEGORY_IDS = [
@@ -22,16 +26,10 @@ COCO_CATEGORY_IDS = [
     85, 86, 87, 88, 89, 90
 ]
 NUM_CATEGORY_IDS = 91
+# Their names, the class names of every checkpoint converted from the authors' COCO models.
+COCO_CLASSES = CocoDataset.METAINFO['classes']
 
 _CLASS_BRANCH = re.compile(r'^bbox_head\.cls_branches\.(\d+)\.(weight|bias)$')
-
-
-def first_stage_branch(state_dict):
-    """Index of the two-stage first-stage class branch in one of our state dicts (the one after
-    the decoder layers' branches), or None for a one-stage model."""
-    if 'memory_trans_fc.weight' not in state_dict:
-        return None
-    return len({k.split('.')[2] for k in state_dict if k.startswith('decoder.layers.')})
 
 
 def category_ids_to_classes(state_dict):

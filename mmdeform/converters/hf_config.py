@@ -17,6 +17,7 @@ from functools import partial
 import os.path as osp
 import re
 
+from mmdeform.models.backbones import DC5ResNet
 from .coco_classes import COCO_CATEGORY_IDS, NUM_CATEGORY_IDS
 
 # DeformableDetrConfig's defaults: a config.json leaves out what it does not change.
@@ -26,15 +27,32 @@ HF_DEFAULTS = dict(
     decoder_n_points=4, num_feature_levels=4, num_queries=300, two_stage_num_proposals=300,
     with_box_refine=False, two_stage=False, activation_function='relu',
     position_embedding_type='sine', dilation=False, use_timm_backbone=True, backbone='resnet50')
-# What Hugging Face's model hard-codes, as our configs spell it.
 HF_INPUT_PROJ = 'ChannelMapper(1x1 conv with bias, GroupNorm 32, no activation)'
-HF_POSITION_EMBEDDING = dict(temperature=10000, normalize=True, offset=-0.5, scale=2 * math.pi)
+# the stage strides and dilations of mmdet's ResNet by default (DC5ResNet holds DC5's)
+RESNET_STRIDES, RESNET_DILATIONS = (1, 2, 2, 2), (1, 1, 1, 1)
 # (block, blocks per stage) -> depth, as mmdet's ResNet and torchvision name them.
 RESNET_DEPTHS = {('basic', (2, 2, 2, 2)): 18, ('basic', (3, 4, 6, 3)): 34,
                  ('bottleneck', (3, 4, 6, 3)): 50, ('bottleneck', (3, 4, 23, 3)): 101,
                  ('bottleneck', (3, 8, 36, 3)): 152}
 RESNET_BASE_CHANNELS = 64  # a standard ResNet's, its stem's channels too
 TIMM_RESNET = re.compile(r'^resnet(18|34|50|101|152)$')
+
+
+def hf_fixed(d_model):
+    """What Hugging Face's model hard-codes, in the architecture's terms, as our configs spell
+    it."""
+    return dict(input_proj=HF_INPUT_PROJ, encoder_own_level_only=False, box_mlp_layers=3,
+                position_embedding=dict(num_feats=d_model // 2, temperature=10000,
+                                        normalize=True, offset=-0.5, scale=2 * math.pi))
+
+
+def stage_layout(dilation):
+    """``backbone_strides`` and ``backbone_dilations`` of a standard ResNet, or of the authors'
+    DC5 (``dilation``)."""
+    if dilation:
+        return dict(backbone_strides=list(DC5ResNet.STRIDES),
+                    backbone_dilations=list(DC5ResNet.DILATIONS))
+    return dict(backbone_strides=list(RESNET_STRIDES), backbone_dilations=list(RESNET_DILATIONS))
 
 
 def resnet_widths(depth, base_channels=RESNET_BASE_CHANNELS, stem_channels=None):
@@ -51,8 +69,7 @@ def _setting(config, key):
 
 def hf_backbone(config):
     """(layout, description) of a config.json's backbone: layout 'timm' or 'resnet' (the key
-    layout of its weights), the description as the architecture's ``backbone``,
-    ``backbone_widths``, ``backbone_out_indices`` and ``dilation``."""
+    layout of its weights), the description as :func:`our_backbone`'s."""
     levels = _setting(config, 'num_feature_levels')
     default_out = [2, 3, 4] if levels > 1 else [4]
     backbone = config.get('backbone_config')
@@ -74,14 +91,14 @@ def hf_backbone(config):
         dilation = backbone.get('output_stride') == 16
         return 'timm', dict(backbone=name, backbone_widths=resnet_widths(int(name[6:])),
                             backbone_out_indices=list(backbone.get('out_indices') or default_out),
-                            dilation=dilation)
+                            dilation=dilation, **stage_layout(dilation))
     if backbone.get('model_type') == 'resnet':
         return 'resnet', dict(backbone=_hf_resnet_name(backbone),
                               backbone_widths=[backbone.get('embedding_size', RESNET_BASE_CHANNELS)]
                               + list(backbone.get('hidden_sizes', resnet_widths(50)[1:])),
                               backbone_out_indices=_hf_resnet_out_indices(backbone, default_out),
                               # transformers' ResNet has no dilation: it ignores config.dilation
-                              dilation=False)
+                              dilation=False, **stage_layout(False))
     raise ValueError(f'unsupported backbone_config model_type {backbone.get("model_type")!r}: '
                      "only 'timm_backbone' and 'resnet' map onto ours")
 
@@ -124,25 +141,23 @@ def hf_architecture(config):
     num_labels = hf_num_labels(config)
     return dict(
         hf_backbone(config)[1],
-        input_proj=HF_INPUT_PROJ,
+        **hf_fixed(s('d_model')),
         num_feature_levels=s('num_feature_levels'),
         d_model=s('d_model'),
         position_embedding_type=s('position_embedding_type'),
-        position_embedding=dict(HF_POSITION_EMBEDDING, num_feats=s('d_model') // 2),
         encoder_layers=s('encoder_layers'),
         encoder_attention_heads=s('encoder_attention_heads'),
         encoder_n_points=s('encoder_n_points'),
         encoder_ffn_dim=s('encoder_ffn_dim'),
-        encoder_own_level_only=False,
         decoder_layers=s('decoder_layers'),
         decoder_attention_heads=s('decoder_attention_heads'),
+        decoder_cross_attention_heads=s('decoder_attention_heads'),
         decoder_n_points=s('decoder_n_points'),
         decoder_ffn_dim=s('decoder_ffn_dim'),
         activation_function=s('activation_function'),
         num_queries=s('two_stage_num_proposals') if two_stage else s('num_queries'),
         with_box_refine=s('with_box_refine') or two_stage,
         two_stage=two_stage,
-        box_mlp_layers=3,
         # 91 rows indexed by COCO category id become our 80 classes
         num_classes=len(COCO_CATEGORY_IDS) if num_labels == NUM_CATEGORY_IDS else num_labels)
 
@@ -150,10 +165,8 @@ def hf_architecture(config):
 def config_architecture(cfg):
     """The architecture of one of our configs (an mmengine Config)."""
     model = cfg.model
-    backbone = model.backbone
     encoder_attn = model.encoder.layer_cfg.self_attn_cfg
     decoder = model.decoder.layer_cfg
-    heads = {decoder.self_attn_cfg.num_heads, decoder.cross_attn_cfg.num_heads}
     position = dict(num_feats=128, normalize=True, offset=-0.5, temperature=10000,
                     scale=2 * math.pi)
     position.update(model.get('positional_encoding', {}))
@@ -161,7 +174,7 @@ def config_architecture(cfg):
     activation = model.encoder.layer_cfg.ffn_cfg.get('act_cfg', dict(type='ReLU'))['type']
     two_stage = model.get('as_two_stage', False)
     return dict(
-        our_backbone(backbone),
+        our_backbone(model.backbone),
         input_proj=our_input_proj(model.neck),
         num_feature_levels=model.get('num_feature_levels', 4),
         d_model=encoder_attn.embed_dims,
@@ -173,7 +186,8 @@ def config_architecture(cfg):
         encoder_ffn_dim=model.encoder.layer_cfg.ffn_cfg.feedforward_channels,
         encoder_own_level_only=encoder_attn.get('own_level_only', False),
         decoder_layers=model.decoder.num_layers,
-        decoder_attention_heads=heads.pop() if len(heads) == 1 else sorted(heads),
+        decoder_attention_heads=decoder.self_attn_cfg.num_heads,
+        decoder_cross_attention_heads=decoder.cross_attn_cfg.num_heads,
         decoder_n_points=decoder.cross_attn_cfg.num_points,
         decoder_ffn_dim=decoder.ffn_cfg.feedforward_channels,
         activation_function=activation.lower(),
@@ -185,7 +199,8 @@ def config_architecture(cfg):
 
 
 def our_backbone(backbone):
-    """``backbone``, ``backbone_out_indices`` and ``dilation`` of one of our backbone configs."""
+    """``backbone``, ``backbone_widths``, ``backbone_out_indices``, ``dilation`` (the authors'
+    DC5) and the stages' strides and dilations of one of our backbone configs."""
     depth = backbone.get('depth')
     kind = backbone.type.split('.')[-1]  # without its registry scope
     widths = None
@@ -198,18 +213,15 @@ def our_backbone(backbone):
             ('style', 'pytorch'), ('deep_stem', False), ('avg_down', False))
             if backbone.get(key, standard) != standard]
         name = f'resnet{depth} ({", ".join(unusual)})' if unusual else f'resnet{depth}'
-    strides = tuple(backbone.get('strides', (1, 2, 2, 2)))
-    dilations = tuple(backbone.get('dilations', (1, 1, 1, 1)))
-    if kind == 'DC5ResNet':
-        dilation = True  # the authors' (torchvision's, timm's) DC5
-    elif (strides, dilations) == ((1, 2, 2, 2), (1, 1, 1, 1)):
-        dilation = False
-    else:  # mmdet's dilation also dilates a stage's first block: not DC5's
-        dilation = f"mmdet's strides={list(strides)}, dilations={list(dilations)}"
+    dc5 = kind == 'DC5ResNet'
+    # mmdet's dilations also dilate a stage's first block: not the authors' DC5
+    stages = stage_layout(True) if dc5 else dict(
+        backbone_strides=list(backbone.get('strides', RESNET_STRIDES)),
+        backbone_dilations=list(backbone.get('dilations', RESNET_DILATIONS)))
     return dict(backbone=name,
                 backbone_widths=widths,
                 backbone_out_indices=[i + 1 for i in backbone.get('out_indices', (0, 1, 2, 3))],
-                dilation=dilation)
+                dilation=dc5, **stages)
 
 
 def our_input_proj(neck):
@@ -247,6 +259,11 @@ def our_configs(root):
     return sorted(glob.glob(osp.join(root, 'configs', 'deformable_detr_r50*.py')))
 
 
+def demo_configs(root):
+    """configs/demo/*.py: the small models of the shapes dataset."""
+    return sorted(glob.glob(osp.join(root, 'configs', 'demo', '*.py')))
+
+
 def hf_dropouts(cfg):
     """Our config's dropouts as Hugging Face's three (for training in transformers; it also
     drops out the encoder's input, which neither we nor the authors do)."""
@@ -266,47 +283,30 @@ def hf_config_json(architecture, class_names, timm_backbone=False, dropouts=None
     5.x from tying them to the first layer's.
 
     Raises:
-        ValueError: naming what Hugging Face's model cannot express.
+        ValueError: naming what Hugging Face's model cannot express: what differs when the
+            written config is read back.
     """
-    reference = dict(architecture, input_proj=HF_INPUT_PROJ, position_embedding_type='sine',
-                     position_embedding=dict(HF_POSITION_EMBEDDING,
-                                             num_feats=architecture['d_model'] // 2),
-                     encoder_own_level_only=False, box_mlp_layers=3, activation_function='relu')
-    depth = re.fullmatch(r'resnet(\d+)', str(architecture['backbone']))
-    timm = timm_backbone or architecture['dilation'] is True
-    problems = differences(reference, architecture)
+    depth = re.fullmatch(r'resnet(\d+)', architecture['backbone'])
     if not depth:
-        problems.append(('backbone', 'a standard ResNet', architecture['backbone']))
-    if architecture['dilation'] not in (True, False):
-        problems.append(('dilation', 'DC5 or none', architecture['dilation']))
-    timm_out = [2, 3, 4] if architecture['num_feature_levels'] > 1 else [4]
-    if timm and architecture['backbone_out_indices'] != timm_out:
-        problems.append(('backbone_out_indices', f'{timm_out} with timm',
-                         architecture['backbone_out_indices']))
-    if timm and depth and architecture['backbone_widths'] != resnet_widths(int(depth[1])):
-        problems.append(('backbone_widths', 'the standard ones with timm',
-                         architecture['backbone_widths']))
-    if problems:
-        raise ValueError("Hugging Face's Deformable DETR cannot express: " + '; '.join(
-            f'{key} {ours!r} (it has {theirs!r})' for key, theirs, ours in sorted(problems)))
+        raise ValueError("Hugging Face's Deformable DETR cannot express: backbone "
+                         f"{architecture['backbone']!r} (it has a standard ResNet)")
+    depth = int(depth[1])
     config = {key: architecture[key] for key in (
         'd_model', 'num_feature_levels', 'encoder_layers', 'encoder_attention_heads',
         'encoder_n_points', 'encoder_ffn_dim', 'decoder_layers', 'decoder_attention_heads',
         'decoder_n_points', 'decoder_ffn_dim', 'activation_function', 'position_embedding_type',
-        'with_box_refine', 'two_stage')}
+        'with_box_refine', 'two_stage', 'num_queries', 'dilation')}
     config.update(
         architectures=['DeformableDetrForObjectDetection'], model_type='deformable_detr',
-        num_queries=architecture['num_queries'],
         two_stage_num_proposals=architecture['num_queries'],
         tie_word_embeddings=not architecture['with_box_refine'],
         id2label={str(i): name for i, name in enumerate(class_names)},
         label2id={name: i for i, name in enumerate(class_names)},
-        dilation=architecture['dilation'], use_pretrained_backbone=False, **(dropouts or {}))
-    if timm:
+        use_pretrained_backbone=False, **(dropouts or {}))
+    if timm_backbone or architecture['dilation']:
         config.update(use_timm_backbone=True, backbone=architecture['backbone'],
                       backbone_config=None)
     else:
-        depth = int(depth[1])
         out_indices = architecture['backbone_out_indices']
         config.update(use_timm_backbone=False, backbone=None, backbone_config=dict(
             model_type='resnet', layer_type='basic' if depth < 50 else 'bottleneck',
@@ -314,4 +314,8 @@ def hf_config_json(architecture, class_names, timm_backbone=False, dropouts=None
             embedding_size=architecture['backbone_widths'][0],
             hidden_sizes=architecture['backbone_widths'][1:],
             out_indices=out_indices, out_features=[f'stage{i}' for i in out_indices]))
+    problems = differences(hf_architecture(config), architecture)
+    if problems:
+        raise ValueError("Hugging Face's Deformable DETR cannot express: " + '; '.join(
+            f'{key} {ours!r} (it has {theirs!r})' for key, theirs, ours in sorted(problems)))
     return config

@@ -232,12 +232,16 @@ def load_hf_folder(folder):
                             'model.safetensors.index.json or pytorch_model.bin')
 
 
-def save_hf_folder(folder, config, state_dict):
-    """config.json and model.safetensors, each written atomically."""
+def save_hf_folder(folder, config, state_dict, preprocessor_config=None):
+    """config.json, model.safetensors and (given) preprocessor_config.json, each written
+    atomically."""
     from safetensors.torch import save
     from mmdeform.utils.checkpoint import atomic_write
     with atomic_write(osp.join(folder, 'model.safetensors')) as f:
         f.write(save(state_dict, metadata=dict(format='pt')))
-    with atomic_write(osp.join(folder, 'config.json'), 'w', encoding='utf-8') as f:
-        json.dump(config, f, indent=2, sort_keys=True)
-        f.write('\n')
+    jsons = dict(config=config, preprocessor_config=preprocessor_config)
+    for name, content in jsons.items():
+        if content is not None:
+            with atomic_write(osp.join(folder, f'{name}.json'), 'w', encoding='utf-8') as f:
+                json.dump(content, f, indent=2, sort_keys=True)
+                f.write('\n')

@@ -4,13 +4,15 @@
 - rejects, up front, what cannot be repaired, with an error naming the file and the record: JSON
   syntax errors (line and column), a missing ``images`` or ``categories`` list, records without
   their required fields, duplicate ids, annotations of images that are not in ``images``, classes
-  of the metainfo that are not categories of the file, a training file without annotations and,
-  for evaluation, image files that do not exist;
+  of the metainfo that are not categories of the file (or name several), a training file without
+  annotations and, for evaluation, image files that do not exist;
 - repairs the rest while parsing, and logs once per reason how many annotations it repaired or
   dropped, with an example record: boxes partly outside the image are clipped to it; boxes with
   NaN or infinite coordinates, zero or negative sizes, wholly outside the image or narrower than
   a pixel inside it, and annotations of categories that are unknown or not among the classes
   are dropped. Images left without annotations are counted in the log too.
+Classes map to categories by name: label ``i`` is the category named ``classes[i]``, whatever the
+order of the file's categories (mmdet's ``CocoDataset`` labels them in the file's order instead).
 See docs/data.md.
 """
 import json
@@ -155,6 +157,37 @@ def repair_box(bbox, width, height):
     return [left, top, right - left, bottom - top], CLIPPED
 
 
+def category_ids(categories, classes, source):
+    """The ids of the categories (a COCO file's ``categories`` records) named ``classes``, in the
+    order of ``classes``: label ``i`` is the category named ``classes[i]``.
+
+    pycocotools' ``getCatIds(catNms=classes)`` returns the ids in the file's order instead, so
+    classes given in another order would name each label after another category.
+
+    Raises:
+        ValueError: naming ``source`` where a class is not the name of exactly one category.
+    """
+    ids_by_name = {}
+    for category in categories:
+        ids_by_name.setdefault(category['name'], []).append(category['id'])
+    missing = [name for name in classes if name not in ids_by_name]
+    if missing:
+        names = list(ids_by_name)
+        raise ValueError(
+            f'{source}: {len(missing)} of the {len(classes)} classes of the dataset are not '
+            f'category names in the file: {missing}. Its categories are {names} (in the '
+            f'file\'s order); set metainfo=dict(classes=...) in the dataset config to (a subset '
+            f'of) them. Classes map to categories by name, in any order: label i is the '
+            f'category named classes[i].')
+    repeated = {name: ids_by_name[name] for name in classes if len(ids_by_name[name]) > 1}
+    if repeated:
+        raise ValueError(f'{source}: several categories have the name of a class (name: ids): '
+                         f'{repeated}; classes map to categories by name, so names must be unique')
+    if len(set(classes)) < len(classes):
+        raise ValueError(f'{source}: the classes {list(classes)} repeat a name')
+    return [ids_by_name[name][0] for name in classes]
+
+
 class CheckedCOCO(COCO):
     """mmdet's COCO api on a file whose syntax and structure are checked before indexing.
 
@@ -172,6 +205,15 @@ class CheckedCOCO(COCO):
         self.createIndex()
         # mmdet's snake-case aliases, which its __init__ bound to the empty index
         self.img_ann_map, self.cat_img_map = self.imgToAnns, self.catToImgs
+        self.source = source
+
+    def get_cat_ids(self, cat_names=(), sup_names=(), cat_ids=()):
+        """With ``cat_names`` alone (as mmdet's ``CocoDataset`` and ``CocoMetric`` call it): the
+        ids of the categories of these names, in the order of the names
+        (:func:`category_ids`); otherwise pycocotools' filter."""
+        if cat_names and not sup_names and not cat_ids:
+            return category_ids(self.dataset['categories'], cat_names, self.source)
+        return super().get_cat_ids(list(cat_names), list(sup_names), list(cat_ids))
 
 
 @DATASETS.register_module()
@@ -184,21 +226,8 @@ class CheckedCocoDataset(CocoDataset):
 
     def COCOAPI(self, local_path):  # noqa: N802  (CocoDataset reads the file with it)
         coco = CheckedCOCO(local_path, source=self.ann_file, evaluated=self.test_mode)
-        self._check_classes(coco)
         self._check_has_annotations(coco)
         return coco
-
-    def _check_classes(self, coco):
-        # Labels index the classes: a class without a category would shift every later label
-        # and leave the model's last classes without COCO category ids to evaluate them as.
-        names = {category['name'] for category in coco.dataset['categories']}
-        missing = [name for name in self.metainfo['classes'] if name not in names]
-        if missing:
-            raise ValueError(
-                f'{self.ann_file}: {len(missing)} of the {len(self.metainfo["classes"])} classes '
-                f'of the dataset are not category names in the file: {missing}. Its categories '
-                f'are {sorted(names)}; set metainfo=dict(classes=...) in the dataset config to '
-                f'(a subset of) them.')
 
     def _check_has_annotations(self, coco):
         if not self.test_mode and not coco.dataset.get('annotations'):

@@ -9,13 +9,13 @@ which it computes the same numbers, to the bit (tests/test_evaluation).
 from typing import Dict
 
 import numpy as np
-from mmdet.evaluation import CocoMetric
 from mmengine.logging import MMLogger
 from terminaltables import AsciiTable
 
 from mmdeform.registry import METRICS
 
 from .coco_matches import accumulate, box_evaluator, coco_detections, match_images
+from .coco_metric import CocoMetric
 
 # COCOeval.stats, as CocoMetric names them
 STATS = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
@@ -23,8 +23,8 @@ STATS = ('mAP', 'mAP_50', 'mAP_75', 'mAP_s', 'mAP_m', 'mAP_l')
 
 @METRICS.register_module()
 class StreamingCocoMetric(CocoMetric):
-    """COCO box AP like mmdet's ``CocoMetric(metric='bbox')``, in a tenth of its memory: it keeps
-    per image only what COCO's accumulation needs (26 bytes per detection).
+    """COCO box AP like our ``CocoMetric(metric='bbox')``, in a tenth of its memory: it keeps per
+    image only what COCO's accumulation needs (26 bytes per detection).
 
     Args:
         chunk_size (int): images whose detections are held before they are matched.
@@ -48,7 +48,6 @@ class StreamingCocoMetric(CocoMetric):
         unknown = set(self.metric_items or ()) - set(STATS)
         if unknown:  # checked now, not after a whole evaluation
             raise ValueError(f'metric_items {sorted(unknown)}: StreamingCocoMetric has {STATS}')
-        self.ann_file = ann_file
         self.chunk_size = chunk_size
         self._pending = []  # (img_id, bboxes, scores, labels) of images not matched yet
 
@@ -73,19 +72,14 @@ class StreamingCocoMetric(CocoMetric):
             return
         detections = [detection for img_id, bboxes, scores, labels in self._pending
                       for detection in coco_detections(img_id, bboxes, scores, labels,
-                                                       self._cat_ids())]
+                                                       self.category_ids())]
         img_ids = [img_id for img_id, *_ in self._pending]
         self.results.extend(self._match(detections, img_ids))
         self._pending = []
 
     def _match(self, detections, img_ids):
-        return match_images(self._coco_api, detections, img_ids, self._cat_ids(), self.iou_thrs,
+        return match_images(self._coco_api, detections, img_ids, self.category_ids(), self.iou_thrs,
                             self.proposal_nums)
-
-    def _cat_ids(self):
-        if self.cat_ids is None:
-            self.cat_ids = self._coco_api.get_cat_ids(cat_names=self.dataset_meta['classes'])
-        return self.cat_ids
 
     def compute_metrics(self, results) -> Dict[str, float]:
         # Like CocoMetric, evaluate every image of the annotation file: the images no result
@@ -93,7 +87,7 @@ class StreamingCocoMetric(CocoMetric):
         seen = {record.img_id for record in results}
         unseen = [img_id for img_id in self._coco_api.get_img_ids() if img_id not in seen]
         results = list(results) + (self._match([], unseen) if unseen else [])
-        coco_eval = box_evaluator(self._coco_api, self._cat_ids(), self.iou_thrs,
+        coco_eval = box_evaluator(self._coco_api, self.category_ids(), self.iou_thrs,
                                   self.proposal_nums)
         coco_eval.eval = accumulate(results, coco_eval.params)
         coco_eval.summarize()

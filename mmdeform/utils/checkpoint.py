@@ -1,6 +1,8 @@
 """Checkpoint files: loaded with torch's safe unpickler, written atomically.
 
-Let torch's ``weights_only`` loader (the default since torch 2.6) read mmengine checkpoints.
+Let torch's ``weights_only`` loader (the default since torch 2.6) read mmengine checkpoints, and
+every reader (mmengine's Runner included, through :func:`register_checkpoint_loader`) say which
+file is unreadable and why: empty, truncated, not a checkpoint, or a refused pickle.
 
 A checkpoint saved by mmengine's Runner carries the message hub: ``HistoryBuffer`` objects that
 hold numpy arrays, and numpy scalars such as the ``best_score`` of ``CheckpointHook``. mmengine
@@ -10,12 +12,15 @@ through the Runner and resuming it; everything else stays refused.
 """
 import os
 import pickle
+import re
 import uuid
+import zipfile
 from contextlib import contextmanager
 
 import numpy as np
 import torch
 from mmengine.logging import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
 
 try:  # numpy >= 2 (numpy.core is a deprecated alias of numpy._core there)
     from numpy._core import multiarray
@@ -70,13 +75,85 @@ def allow_mmengine_checkpoint_globals() -> None:
     torch.serialization.add_safe_globals(safe_globals)
 
 
-def load_checkpoint_file(path):
-    """``torch.load`` of a local checkpoint on CPU with torch's safe unpickler, mmengine's
-    globals allowed; a clear error when the file is missing."""
+def load_checkpoint_file(path, map_location='cpu'):
+    """``torch.load`` of a local checkpoint with torch's safe unpickler, mmengine's globals
+    allowed.
+
+    Raises:
+        FileNotFoundError: where ``path`` is not a file.
+        ValueError: naming ``path`` and what is wrong with it where it is not a readable
+            checkpoint (see :func:`unreadable_checkpoint_reason`), or does not hold a dict.
+    """
+    path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint not found: {path}')
     allow_mmengine_checkpoint_globals()
-    return torch.load(path, map_location='cpu', weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch's exception depends on how the file is damaged
+        raise ValueError(f'checkpoint {path} {unreadable_checkpoint_reason(path, error)}') \
+            from error
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f'checkpoint {path} holds a {type(checkpoint).__name__}, not the dict '
+                         f'of a checkpoint (a state dict, or one under "state_dict")')
+    return checkpoint
+
+
+# How torch.load (2.x) names a global that its weights_only unpickler refuses.
+_REFUSED_GLOBAL = re.compile(r'Unsupported global: GLOBAL (\S+) was not an allowed global')
+# The start of a checkpoint in torch's legacy (non-zip) format: a pickled magic number.
+_LEGACY_MAGIC = b'\x80\x02\x8a\nl\xfc\x9cF\xf9 j\xa8P\x19.'
+
+
+def unreadable_checkpoint_reason(path, error):
+    """What is wrong with the file ``path`` that ``torch.load`` failed on with ``error``, told by
+    its content where it can be (torch's exceptions say little), else by ``error``."""
+    size = os.path.getsize(path)
+    refused = _REFUSED_GLOBAL.search(str(error))
+    with open(path, 'rb') as file:
+        head = file.read(64)
+    if size == 0:
+        return 'is empty (0 bytes): an interrupted download or copy? Fetch it again.'
+    if refused:
+        return (f'holds a pickled {refused.group(1)}, which torch\'s safe (weights_only) '
+                f'unpickler refuses: a checkpoint holds tensors, containers and numbers (and '
+                f'mmengine\'s message hub). If you trust the file, save its weights alone: '
+                f'torch.save(dict(state_dict=torch.load(path, weights_only=False)["state_dict"]),'
+                f' new_path).')
+    if head.startswith(b'PK\x03\x04') and not zipfile.is_zipfile(path):
+        return (f'is truncated: a zip archive ({size} bytes) without its end (the central '
+                f'directory), e.g. an interrupted download or copy. Fetch it again.')
+    if head.startswith(b'PK\x03\x04') and not _has_pickle(path):
+        return 'is a zip archive but not a PyTorch checkpoint (it has no data.pkl)'
+    if head.startswith(_LEGACY_MAGIC) and isinstance(error, EOFError):
+        return (f'is truncated ({size} bytes, torch\'s legacy format), e.g. an interrupted '
+                f'download or copy. Fetch it again.')
+    if head.startswith(b'\x80') and not head.startswith(_LEGACY_MAGIC):
+        return 'is a pickle that torch.save did not write: not a PyTorch checkpoint'
+    if head[8:10] == b'{"' and int.from_bytes(head[:8], 'little') < size:
+        return ('is a safetensors file, not a PyTorch checkpoint: Hugging Face weights convert '
+                'with tools/model_converters/hf_to_mmdeform.py')
+    if not head.startswith((b'PK\x03\x04', b'\x80')):
+        return f'is not a PyTorch checkpoint: it begins with {head[:32]!r}'
+    return f'cannot be read: {type(error).__name__}: {error}'
+
+
+def _has_pickle(path):
+    """Whether the zip archive ``path`` holds the ``ARCHIVE/data.pkl`` of ``torch.save``."""
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith('/data.pkl') for name in archive.namelist())
+
+
+def register_checkpoint_loader():
+    """Make mmengine read local checkpoints (``load_from``, ``resume``, ``init_cfg``'s
+    ``Pretrained``) with :func:`load_checkpoint_file`, so that their errors name the file and
+    what is wrong with it. Idempotent."""
+    CheckpointLoader.register_scheme(prefixes='', loader=_load_local_checkpoint, force=True)
+
+
+def _load_local_checkpoint(filename, map_location):
+    """mmengine's ``load_from_local``, through :func:`load_checkpoint_file`."""
+    return load_checkpoint_file(os.path.expanduser(filename), map_location)
 
 
 @contextmanager

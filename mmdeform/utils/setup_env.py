@@ -11,14 +11,15 @@ from mmengine import DefaultScope
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 
-from .checkpoint import allow_mmengine_checkpoint_globals
+from .checkpoint import allow_mmengine_checkpoint_globals, register_checkpoint_loader
 
 
 def register_all_modules(init_default_scope: bool = True) -> None:
     """Register the modules of mmdet and mmdeform into the registries.
 
     Also lets ``torch.load`` read mmengine's checkpoints under ``weights_only=True``
-    (see :func:`allow_mmengine_checkpoint_globals`).
+    (see :func:`allow_mmengine_checkpoint_globals`), and mmengine read local checkpoints with
+    :func:`load_checkpoint_file`, whose errors name the file and what is wrong with it.
 
     Args:
         init_default_scope (bool): Whether to set the default scope to ``mmdeform``, so that all
@@ -31,6 +32,7 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     import mmdeform.engine  # noqa: F401
     import mmdeform.models  # noqa: F401
     allow_mmengine_checkpoint_globals()
+    register_checkpoint_loader()
 
     if init_default_scope:
         never_created = DefaultScope.get_current_instance() is None \
@@ -95,6 +97,8 @@ def load_run_config(args) -> Config:
     or testing loads mmengine checkpoints under torch's weights_only=True.
     ``work_dir``: ``--work-dir``, else the config's, else ./work_dirs/CONFIG_NAME.
     ``--seed`` and ``--deterministic`` set ``randomness.seed`` and ``randomness.deterministic``.
+    The runner is ``ShortConsoleRunner`` (a header on the console, the config in the log file)
+    unless the config names one.
     """
     register_all_modules(init_default_scope=False)
     cfg = Config.fromfile(args.config)
@@ -106,6 +110,7 @@ def load_run_config(args) -> Config:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     _apply_randomness_arguments(cfg, args)
+    cfg.setdefault('runner_type', 'mmdeform.ShortConsoleRunner')
     return cfg
 
 

@@ -90,3 +90,18 @@ def test_what_hugging_face_cannot_express_is_refused():
 def test_unsupported_backbones_are_named(backbone_config, message):
     with pytest.raises(ValueError, match=message):
         hf_architecture(dict(model_type='deformable_detr', backbone_config=backbone_config))
+
+
+def test_architecture_fields_have_one_type_each():
+    """Every field holds one type whichever side it describes (None where unknown), mmdet's
+    dilation included."""
+    mmdet_dilation = Config.fromfile(os.path.join(ROOT, 'configs',
+                                                  'deformable_detr_r50_single_scale.py'))
+    mmdet_dilation.model.backbone.update(strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2))
+    architectures = [config_architecture(Config.fromfile(path)) for path in CONFIGS] + \
+        [config_architecture(mmdet_dilation)] + \
+        [hf_architecture(hub_config(**settings)) for settings, _ in HUB.values()]
+    for key in architectures[0]:
+        types = {type(architecture[key]) for architecture in architectures} - {type(None)}
+        assert len(types) == 1, (key, types)
+    assert all(isinstance(architecture['dilation'], bool) for architecture in architectures)

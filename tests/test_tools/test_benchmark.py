@@ -47,6 +47,7 @@ def test_report_has_the_figures(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert 'train_step_batch2: 1 warm-up, 1 timed run(s) each of mmdeform ...' in printed
     assert '| train step batch2 |' in printed
+    assert '`python tools/analysis_tools/benchmark.py ' in printed
 
 
 def test_compare_mmdet_reports_both_and_the_ratios():

@@ -13,7 +13,8 @@ from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint
 from tools_toy_modules import toy_runner_cfg
 
-from mmdeform.utils import allow_mmengine_checkpoint_globals, register_all_modules
+from mmdeform.utils import (allow_mmengine_checkpoint_globals, register_all_modules,
+                            register_checkpoint_loader)
 
 
 @pytest.fixture
@@ -109,6 +110,7 @@ def test_malicious_pickle_is_refused(tmp_path, make_payload):
 
     with pytest.raises(pickle.UnpicklingError):
         torch.load(checkpoint)
-    with pytest.raises(pickle.UnpicklingError):
+    register_checkpoint_loader()
+    with pytest.raises(ValueError, match=f'checkpoint {checkpoint} '):
         _load_checkpoint(str(checkpoint), map_location='cpu')  # what the Runner calls
     assert not marker.exists()

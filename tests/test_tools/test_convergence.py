@@ -3,11 +3,12 @@ schedule and sizes, and mmdet's DETR keeps mmdet's own matcher and head."""
 import os.path as osp
 import sys
 
+import numpy as np
 import pytest
 from mmengine.registry import DefaultScope
 
 from mmdeform.registry import MODELS
-from mmdeform.utils import register_all_modules
+from mmdeform.utils import Curve, register_all_modules
 
 sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.dirname(__file__))),
                             'tools', 'analysis_tools'))
@@ -72,3 +73,12 @@ def test_cfg_options_reach_every_model():
         cfg = convergence.study_config(name, 300, 100, {'optim_wrapper.optimizer.lr': 1e-4})
         assert cfg.optim_wrapper.optimizer.lr == 1e-4, name
         assert cfg.optim_wrapper.optimizer.type == 'AdamW', name  # merged, not replaced
+
+
+def test_results_table_gives_ap_and_ap50_at_each_evaluation():
+    curves = {'coco/bbox_mAP': Curve(np.array([250, 500]), np.array([0.1, 0.25])),
+              'coco/bbox_mAP_50': Curve(np.array([250, 500]), np.array([0.2, 0.4]))}
+    late = {key: Curve(curve.iters[1:], curve.values[1:]) for key, curve in curves.items()}
+    header, rows = convergence.results_table([('a', curves), ('b', late)])
+    assert header == ['model', '250 iterations', '500 iterations']
+    assert rows == [['a', '0.100 / 0.200', '0.250 / 0.400'], ['b', 'n/a / n/a', '0.250 / 0.400']]

@@ -73,16 +73,22 @@ def test_demo_trains_evaluates_and_draws(config, shapes_root, tmp_path, monkeypa
     assert osp.isfile(checkpoint)
 
     test_dir = str(tmp_path / 'test')
+    capsys.readouterr()
     run_tool(test_tool, monkeypatch, config, checkpoint, '--work-dir', test_dir,
-             *small(shapes_root))
+             '--show-dir', 'drawn', *small(shapes_root))
     with open(glob(osp.join(test_dir, '*', '*.json'))[0]) as f:
         metrics = json.load(f)
     assert all(key in metrics for key in COCO_KEYS), metrics
+    show_dir = glob(osp.join(test_dir, '*', 'drawn'))[0]
+    assert f'drawing the detections scoring above 0.3 to {show_dir}' in capsys.readouterr().out
+    for image in val_images(shapes_root):
+        assert osp.isfile(osp.join(show_dir, image['file_name']))
 
     out_dir = str(tmp_path / 'detections')
-    capsys.readouterr()
     draw_tool.main([config, checkpoint, '--out-dir', out_dir, *small(shapes_root)])
-    assert 'at score threshold' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert 'at score threshold' in out
+    assert '] 3/3, ' in out  # the progress of predicting, then of drawing
     for image in val_images(shapes_root):
         drawing = mmcv.imread(osp.join(out_dir, osp.splitext(image['file_name'])[0] + '.png'))
         assert drawing.shape == (HEADER + image['height'], 2 * image['width'], 3)
@@ -103,7 +109,9 @@ def test_drawing_is_ground_truth_then_detections_above_the_threshold(
     # Scores are sigmoids: none above 1, so the right half is the bare image.
     draw_tool.main([DEMO_CONFIGS[0], random_checkpoint, '--out-dir', out_dir, '--score-thr', '1',
                     '--max-images', '2', *small(shapes_root)])
-    assert 'drawings (ground truth | detections scoring above 1.000)' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert '] 3/3, ' in out and '] 2/2, ' in out  # predicting 3 images, drawing 2
+    assert 'drawings (ground truth | detections scoring above 1.000)' in out
     images = val_images(shapes_root)
     assert len(glob(osp.join(out_dir, '*.png'))) == 2
     for image in images[:2]:

@@ -159,6 +159,29 @@ def test_testing_and_resuming_a_finetuned_checkpoint_loads_it_as_it_is(shapes, t
     assert resumed.iter == 8 and not finetune_hook(resumed).report.reinitialised
 
 
+def test_testing_with_the_finetune_config_loads_the_checkpoint_as_it_is(shapes, tmp_path):
+    """Runner.test (tools/test.py) with the fine-tuning config and a checkpoint of 80 classes:
+    the hook does nothing, nothing is re-initialised or taken from row 0: every tensor of the
+    evaluated model is the checkpoint's, except those whose shape differs, which mmengine skips
+    (and tools/test.py refuses)."""
+    cfg = finetune_cfg(tmp_path / 'work_dir', shapes, tmp_path / 'coco.pth')
+    coco = coco_checkpoint(cfg, tmp_path / 'coco.pth')
+    tester = runner_of(cfg)
+    tester.test()
+    report = finetune_hook(tester).report
+    assert not (report.loaded or report.reinitialised or report.objectness_kept)
+    evaluated = tester.model.state_dict()
+    other_shapes = {name for name, tensor in evaluated.items()
+                    if name in coco and coco[name].shape != tensor.shape}
+    assert other_shapes == DECODER_CLASS_BRANCHES | set(FIRST_STAGE_CLASS_BRANCH)
+    assert all(torch.equal(tensor, coco[name]) for name, tensor in evaluated.items()
+               if name in coco and name not in other_shapes)
+    first_stage = evaluated[FIRST_STAGE_CLASS_BRANCH[1]]
+    assert first_stage[0] != coco[FIRST_STAGE_CLASS_BRANCH[1]][0]
+    with open(osp.join(tester.log_dir, f'{tester.timestamp}.log')) as f:
+        assert 'Fine-tuning' not in f.read()
+
+
 def state(**shapes):
     return {name: torch.randn(shape) for name, shape in shapes.items()}
 
@@ -177,7 +200,8 @@ def test_one_stage_checkpoint_into_a_two_stage_model():
                                         'memory_trans_fc.weight']
     assert report.skipped == {'query_embedding.weight': 'not in the model'}
     assert not report.loaded and not report.objectness_kept
-    assert all(prepared[name] is model[name] for name in model)
+    # nothing to change: mmengine loads the checkpoint as it is, skipping what does not fit
+    assert all(prepared[name] is checkpoint[name] for name in checkpoint)
 
 
 def test_two_stage_checkpoint_objectness_and_other_mismatches():

@@ -68,6 +68,9 @@ def test_tool_prints_params_and_flops(monkeypatch, capsys):
     numel = sum(p.numel() for p in detector.parameters())
     assert params.group(1) == f'{numel / 1e6:.2f}'
     assert flops.group(1) == f'{detector_complexity(detector, (64, 96))["flops"] / 1e9:.2f}'
+    # The same figures as a docs/results.md row, after the command that measured them.
+    assert '`python tools/analysis_tools/get_flops.py ' in out
+    assert f'| `{CONFIG}` | 64x96 | {params.group(1)}M | {flops.group(1)}G |' in out
 
 
 def test_bad_shape_is_refused():

@@ -1,15 +1,18 @@
 """The checkpoint converters produce state dicts that load into our models, value for value."""
 import os
 
+import pytest
 import torch
 import torch.nn.functional as F
+from mmdet.datasets import CocoDataset
 from mmdet.structures import DetDataSample
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from tools_loader import load_tool
 
-from mmdeform.converters import (COCO_CATEGORY_IDS, category_ids_to_classes,
-                                 mmdeform_to_official, official_to_mmdeform)
+from mmdeform.converters import (COCO_CATEGORY_IDS, COCO_CLASSES, category_ids_to_classes,
+                                 mmdeform_to_official, mmdet_to_mmdeform, official_to_mmdeform,
+                                 save_converted_checkpoint)
 from mmdeform.registry import MODELS
 from mmdeform.utils import register_all_modules
 
@@ -223,7 +226,7 @@ def test_official_unknown_key_is_named():
 
 def test_mmdet_converter_refuses_other_detectors():
     try:
-        load_tool('model_converters/mmdet_to_mmdeform.py').convert({'backbone.conv1.weight': torch.zeros(1)})
+        mmdet_to_mmdeform({'backbone.conv1.weight': torch.zeros(1)})
     except ValueError as error:
         assert 'Deformable DETR' in str(error)
     else:
@@ -242,3 +245,26 @@ def test_mmdet_converter_command_round_trip(tmp_path):
     assert set(converted) == {'state_dict', 'meta'}
     model.load_state_dict(converted['state_dict'], strict=True)
     assert torch.equal(model.neck.convs[0].conv.bias, torch.zeros(256))
+
+
+def test_converted_checkpoints_name_their_classes(tmp_path):
+    """One metadata policy: the class names whenever they are known, COCO's for the authors'
+    models; none where they are not known; names that do not fit the class rows refused."""
+    official, ours = tmp_path / 'theirs.pth', tmp_path / 'ours.pth'
+    torch.save(dict(model=official_state_dict()), official)
+    load_tool('model_converters/official_to_mmdeform.py').main([str(official), str(ours)])
+    meta = torch.load(ours, weights_only=True)['meta']
+    assert meta['dataset_meta']['classes'] == CocoDataset.METAINFO['classes']
+    assert meta['converted_from'] == str(official)
+
+    state_dict = build('deformable_detr_r50_refine.py').state_dict()
+    mmdet = load_tool('model_converters/mmdet_to_mmdeform.py')
+    for dataset_meta, expected in ((dict(classes=COCO_CLASSES, palette=[]), COCO_CLASSES),
+                                   (None, None)):
+        torch.save(dict(state_dict=state_dict, meta=dict(dataset_meta=dataset_meta)), official)
+        mmdet.main([str(official), str(ours)])
+        meta = torch.load(ours, weights_only=True)['meta']
+        assert (meta.get('dataset_meta') or {}).get('classes') == expected
+
+    with pytest.raises(ValueError, match='3 class names for the 80 classes'):
+        save_converted_checkpoint(state_dict, ours, 'somewhere', ['a', 'b', 'c'])

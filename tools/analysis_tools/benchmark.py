@@ -44,8 +44,9 @@ from mmengine.structures import InstanceData
 from mmdeform import mmcv_ext
 from mmdeform.apis import init_detector
 from mmdeform.utils.mmdet_equivalent import build_mmdet_equivalent
+from mmdeform.utils.results_table import results_entry
 
-INFERENCE_BATCHES = [1, 4]
+INFERENCE_BATCHES = (1, 4)
 BOXES_PER_IMAGE = 8
 MIB = 2**20
 
@@ -258,14 +259,14 @@ def _ratio(numerator, denominator):
     return numerator / denominator if numerator is not None and denominator else None
 
 
-def format_report(report):
-    """The report as a Markdown table (and the ratio columns with --compare-mmdet)."""
+def report_table(report):
+    """The report as a table's header and rows (and the ratio columns with --compare-mmdet)."""
     names = list(report['results'])
     header = ['stage'] + [f'{name} {column}' for name in names
-                          for column in ('ms (min-max)', 'images/s', 'peak MiB')]
+                          for column in ('median ms (min-max)', 'images/s', 'peak MiB')]
     if 'ratios' in report:
         header += ['mmdet/mmdeform time', 'mmdet/mmdeform memory']
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    rows = []
     for stage in report['results'][names[0]]:
         row = [stage.replace('_', ' ')]
         for name in names:
@@ -276,8 +277,8 @@ def format_report(report):
             ratio = report['ratios'][stage]
             memory = 'n/a' if ratio['memory'] is None else f'{ratio["memory"]:.2f}x'
             row += [f'{ratio["time"]:.2f}x', memory]
-        lines.append('| ' + ' | '.join(row) + ' |')
-    return '\n'.join(lines)
+        rows.append(row)
+    return header, rows
 
 
 def _format_mib(mib):
@@ -296,11 +297,7 @@ def main(argv=None):
     report['results'] = benchmark(models, cfg, args)
     if args.compare_mmdet:
         report['ratios'] = ratios(report['results'])
-    print(f'{args.config}, {args.shape[0]}x{args.shape[1]}, {args.device}'
-          f'{" bf16 autocast" if args.bf16 else ""}, torch '
-          f'{report["torch"]}, {report["threads"]} threads, median of {args.repeats} '
-          f'after {args.warmup} warm-up')
-    print(format_report(report))
+    print(results_entry(__file__, *report_table(report), argv))
     if args.out:
         with open(args.out, 'w') as f:
             json.dump(report, f, indent=2)

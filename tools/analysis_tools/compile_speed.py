@@ -19,6 +19,7 @@ import torch
 
 from mmdeform.apis import init_detector
 from mmdeform.deployment import ExportableDetector
+from mmdeform.utils.results_table import results_entry
 
 
 def parse_args(argv=None):
@@ -59,6 +60,20 @@ def figures(walls, cpus):
                 max_ms=max(walls) * 1e3, cpu_median_ms=statistics.median(cpus) * 1e3)
 
 
+def results_table(eager, compiled, compile_s, difference):
+    """One row: each module's wall time, the speed-ups of the medians, compilation time and the
+    largest output difference."""
+    def wall(result):
+        return f'{result["median_ms"]:.0f} ({result["min_ms"]:.0f}-{result["max_ms"]:.0f})'
+
+    header = ['eager wall ms (min-max)', 'compiled wall ms (min-max)', 'wall speed-up',
+              'CPU speed-up', 'compilation s', 'largest output difference']
+    row = [wall(eager), wall(compiled), f'{eager["median_ms"] / compiled["median_ms"]:.2f}x',
+           f'{eager["cpu_median_ms"] / compiled["cpu_median_ms"]:.2f}x', f'{compile_s:.0f}',
+           f'{difference:.2g}']
+    return header, [row]
+
+
 def main(argv=None):
     args = parse_args(argv)
     module = build_module(args.config, args.shape)
@@ -82,14 +97,7 @@ def main(argv=None):
     eager, fast = (figures(walls[name], cpus[name]) for name in runs)
     difference = max((a.float() - b.float()).abs().max().item()
                      for a, b in zip(outputs['eager'], outputs['compiled']))
-    print(f'{args.config}, input {args.shape[0]}x{args.shape[1]}, batch 1, '
-          f'{torch.get_num_threads()} threads, {args.repeats} timed runs each')
-    for name, result in (('eager', eager), ('compiled', fast)):
-        print(f'{name:>9}: wall median {result["median_ms"]:.0f} ms (min {result["min_ms"]:.0f}, '
-              f'max {result["max_ms"]:.0f}), CPU median {result["cpu_median_ms"]:.0f} ms')
-    print(f'speed-up of the medians: wall {eager["median_ms"] / fast["median_ms"]:.2f}x, CPU '
-          f'{eager["cpu_median_ms"] / fast["cpu_median_ms"]:.2f}x; largest output difference '
-          f'{difference:.2g}')
+    print(results_entry(__file__, *results_table(eager, fast, compile_s, difference), argv))
     return dict(eager=eager, compiled=fast, compile_s=compile_s, max_difference=difference)
 
 

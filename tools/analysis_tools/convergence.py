@@ -20,6 +20,7 @@ import mmdeform  # noqa: F401  (first: it stands in for mmcv-lite's missing mmcv
 from mmengine.config import Config, DictAction  # noqa: E402
 
 from mmdeform.utils import read_scalars  # noqa: E402
+from mmdeform.utils.results_table import results_entry  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 sys.path.insert(0, osp.join(ROOT, 'tools', 'analysis_tools'))
@@ -153,6 +154,22 @@ def train(name, cfg, work_dir):
     return run_dir
 
 
+def results_table(runs):
+    """AP / AP50 of each run (label, curves) at each iteration evaluated, as a table's header
+    and rows."""
+    iters = runs[0][1][METRICS[0]].iters
+    header = ['model'] + [f'{it} iterations' for it in iters]
+    rows = [[label] + [' / '.join(_value_at(curves[metric], it) for metric in METRICS)
+                       for it in iters]
+            for label, curves in runs]
+    return header, rows
+
+
+def _value_at(curve, iteration):
+    values = curve.values[curve.iters == iteration]
+    return f'{values[-1]:.3f}' if len(values) else 'n/a'
+
+
 def main():
     args = parse_args()
     runs = []
@@ -165,7 +182,8 @@ def main():
     figure = plot_curves(runs, list(METRICS), title=f'shapes val, {args.iters} iterations')
     out = args.out or osp.join(args.work_dir, 'convergence.png')
     figure.savefig(out, dpi=120)
-    print(f'plot: {out}')
+    print(f'plot: {out}\n\nCOCO AP / AP50 on the shapes val split:')
+    print(results_entry(__file__, *results_table(runs)))
 
 
 if __name__ == '__main__':

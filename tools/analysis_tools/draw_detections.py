@@ -13,6 +13,7 @@ over each half (crowd regions are not drawn).
 import argparse
 import os
 import os.path as osp
+import sys
 
 import mmdeform  # noqa: F401  (first: it stands in for mmcv-lite's missing mmcv._ext)
 import cv2
@@ -25,8 +26,10 @@ from mmengine.config import DictAction
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmengine.structures import InstanceData
+from mmengine.utils import ProgressBar
 
 from mmdeform.apis import init_detector
+from mmdeform.datasets.checked_coco import category_ids
 from mmdeform.evaluation.coco_matches import box_evaluator, coco_detections, match_images
 from mmdeform.evaluation.score_threshold import best_f1_threshold, count_matches
 from mmdeform.registry import VISUALIZERS
@@ -77,9 +80,12 @@ def predict_split(model):
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdeform')):
         dataloader = Runner.build_dataloader(cfg.test_dataloader)
     results = []
+    progress = ProgressBar(len(dataloader.dataset), file=sys.stdout)
     with torch.no_grad():
         for batch in dataloader:
             results.extend(sample.cpu() for sample in model.test_step(batch))
+            progress.update(len(batch['inputs']))
+    print()
     return results
 
 
@@ -113,7 +119,8 @@ def main(argv=None):
     args = parse_args(argv)
     model = init_detector(args.config, args.checkpoint, args.device, args.cfg_options)
     coco = COCO(annotation_file(model.cfg))
-    cat_ids = coco.get_cat_ids(cat_names=model.dataset_meta['classes'])
+    cat_ids = category_ids(coco.dataset['categories'], model.dataset_meta['classes'],
+                           annotation_file(model.cfg))
     results = predict_split(model)
     detections = [d for r in results for d in coco_detections(
         r.img_id, r.pred_instances.bboxes.numpy(), r.pred_instances.scores.numpy(),
@@ -137,6 +144,7 @@ def main(argv=None):
     visualizer.dataset_meta = model.dataset_meta
     os.makedirs(args.out_dir, exist_ok=True)
     to_draw = results[:args.max_images]
+    progress = ProgressBar(len(to_draw), file=sys.stdout)
     for result in to_draw:
         sample = DetDataSample(metainfo=result.metainfo)
         sample.gt_instances = ground_truth(coco, result.img_id, cat_ids)
@@ -150,7 +158,8 @@ def main(argv=None):
             f'score > {score_thr:.2f}: {drawn}, {matched} match'])
         name = osp.splitext(osp.basename(result.img_path))[0] + '.png'
         mmcv.imwrite(drawing[..., ::-1], osp.join(args.out_dir, name))
-    print(f'{len(to_draw)} drawings (ground truth | detections scoring above {score_thr:.3f}) '
+        progress.update()
+    print(f'\n{len(to_draw)} drawings (ground truth | detections scoring above {score_thr:.3f}) '
           f'in {args.out_dir}')
 
 

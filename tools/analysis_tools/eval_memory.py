@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 from mmdeform.datasets.shapes import generate_split
+from mmdeform.utils.results_table import results_entry
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -61,9 +62,8 @@ def main():
                            osp.join(args.work_dir, f'run_{num}'), args.cfg_options)
         rows.append((num, peak))
         print(f'{num} images: peak RSS {peak:.0f} MB', flush=True)
-    print('| images | peak RSS (MB) |\n|---:|---:|')
-    for num, peak in rows:
-        print(f'| {num} | {peak:.0f} |')
+    print(results_entry(__file__, ['images', 'peak RSS (MB)'],
+                        [(num, f'{peak:.0f}') for num, peak in rows]))
 
 
 if __name__ == '__main__':

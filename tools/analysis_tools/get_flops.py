@@ -16,6 +16,7 @@ from mmengine.registry import DefaultScope
 from mmdeform.registry import MODELS
 from mmdeform.utils import register_all_modules
 from mmdeform.utils.flops import detector_complexity
+from mmdeform.utils.results_table import results_entry
 
 
 def parse_args():
@@ -52,9 +53,11 @@ def main():
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
     complexity = detector_complexity(build_detector(cfg), args.shape)
-    print(f'Input shape: {args.shape[0]}x{args.shape[1]}')
-    print(f'Params: {complexity["params"] / 1e6:.2f}M')
-    print(f'FLOPs: {complexity["flops"] / 1e9:.2f}G')
+    shape, params = f'{args.shape[0]}x{args.shape[1]}', f'{complexity["params"] / 1e6:.2f}M'
+    flops = f'{complexity["flops"] / 1e9:.2f}G'
+    print(f'Input shape: {shape}\nParams: {params}\nFLOPs: {flops}\n')
+    print(results_entry(__file__, ['config', 'input', 'params', 'FLOPs'],
+                        [[f'`{args.config}`', shape, params, flops]]))
 
 
 if __name__ == '__main__':

@@ -2,8 +2,9 @@
 
 The folder is what the hub holds (SenseTime/deformable-detr and its variants): config.json with
 model.safetensors or pytorch_model.bin (read with torch's safe unpickler). The tool says which of
-configs/deformable_detr_r50*.py builds the same model (or what differs), and with --config
-refuses a config that differs. 91 category-id classes become our 80 (mmdeform/converters).
+configs/deformable_detr_r50*.py and configs/demo/*.py builds the same model (or what differs),
+and with --config refuses a config that differs. 91 category-id classes become our 80
+(mmdeform/converters).
 
     python tools/model_converters/hf_to_mmdeform.py deformable-detr/ ours.pth
     python tools/test.py configs/deformable_detr_r50.py ours.pth
@@ -24,9 +25,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     from mmengine.config import Config
 
-    from mmdeform.converters import hf_class_names, hf_to_mmdeform, load_hf_folder
+    from mmdeform.converters import (hf_class_names, hf_to_mmdeform, load_hf_folder,
+                                     save_converted_checkpoint)
     from mmdeform.converters import hf_config as hf
-    from mmdeform.utils.checkpoint import save_checkpoint_file
 
     config, state_dict = load_hf_folder(args.src)
     architecture = hf.hf_architecture(config)
@@ -37,15 +38,11 @@ def main(argv=None):
             sys.exit(f'{args.config} builds another model than {args.src}:\n'
                      + describe(diffs))
     else:
-        path, diffs = hf.matching_config(architecture, hf.our_configs(ROOT))
+        path, diffs = hf.matching_config(architecture,
+                                         hf.our_configs(ROOT) + hf.demo_configs(ROOT))
 
     state_dict = hf_to_mmdeform(state_dict, config)
-    classes = hf_class_names(config)
-    meta = dict(converted_from=args.src)
-    if classes:  # the class names tools/test.py and image_demo.py draw with
-        meta['dataset_meta'] = dict(classes=classes)
-    save_checkpoint_file(dict(state_dict=state_dict, meta=meta), args.dst)
-    print(f'{len(state_dict)} tensors written to {args.dst}')
+    print(save_converted_checkpoint(state_dict, args.dst, args.src, hf_class_names(config)))
     shown = args.config or osp.relpath(path, ROOT)
     if diffs:
         print(f'None of our configs builds this model; the closest, {shown}, differs in:\n'

@@ -1,7 +1,6 @@
 # Multi-scale Deformable DETR, ResNet-50 (SPEC.md "Network"): C3-C5 through 1x1 conv + GN to
 # 256 channels plus a stride-64 level from a 3x3/2 conv on C5; 6 + 6 layers, 300 queries.
-# Needs no mmcv op, so it runs on mmcv-lite; a config that adds modules built on mmcv ops (e.g.
-# backbone=dict(dcn=...)) needs full mmcv and says so here (docs/install.md).
+# Runs on mmcv-lite; modules built on mmcv's compiled ops need full mmcv (docs/install.md).
 model = dict(
     type='DeformableDETR',
     num_queries=300,

@@ -1,4 +1,4 @@
-"""Fine-tuning: start from a checkpoint trained on other classes, logging what is not loaded."""
+"""Fine-tuning: train from a checkpoint of other classes (configs/finetune/)."""
 import logging
 import re
 from dataclasses import dataclass, field
@@ -7,32 +7,30 @@ import torch
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
+from mmengine.optim import BaseOptimWrapper
 
+from mmdeform.models.detectors import first_stage_branch
 from mmdeform.registry import HOOKS
 
 
 @HOOKS.register_module()
 class FinetuneHook(Hook):
-    """Loads ``load_from`` into a model of other classes: what transfers is loaded, the class
-    branches are re-initialised, and every tensor that is not loaded is logged by name.
+    """Starts a training from ``load_from``, a checkpoint of other classes.
 
-    mmengine initialises the model, then loads ``load_from``; between reading the checkpoint and
-    loading it (``after_load_checkpoint``) this hook makes its state dict match the model:
+    mmengine loads ``load_from`` into the initialised model non-strictly: a tensor of another
+    shape (the class branches of other classes) or missing on either side is skipped, and the
+    model's keeps its initialisation (for the class branches, the prior -log((1 - 0.01) / 0.01)
+    of a new training). Between reading the checkpoint and loading it (``after_load_checkpoint``)
+    this hook adds what is particular to Deformable DETR:
 
-    - a tensor under one of the ``reinit`` prefixes (the class branches) whose shape differs
-      from the model's (another number of classes) keeps the model's initialisation, as for a
-      training from scratch (the class branches' biases: the prior -log((1 - 0.01) / 0.01));
     - in a two-stage model started from a two-stage checkpoint, the first stage's class branch
-      keeps the checkpoint's row 0 (``keep_objectness``): the first stage is trained
+      gets the checkpoint's row 0 (``keep_objectness``): the first stage is trained
       class-agnostic, so row 0 is the objectness that picks the proposals, as good for any
-      classes; its other rows only ever saw negatives and are re-initialised;
-    - any other tensor of the checkpoint that the model lacks or has in another shape is
-      skipped, and a tensor of the model that the checkpoint lacks keeps its initialisation:
-      both are logged as warnings.
+      classes; its other rows only ever saw negatives and keep their initialisation;
+    - one log line names every tensor not loaded as it is, and why. :attr:`report` holds them.
 
-    Everything else (backbone, neck, transformer, box branches) is loaded as it is. A checkpoint
-    of the model's own shapes (resuming, testing a fine-tuned checkpoint) loads unchanged. The
-    tensors of each kind are in :attr:`report` once the checkpoint is loaded.
+    It acts only when a training starts from ``load_from``; testing and resuming load the
+    checkpoint as it is.
 
     Args:
         reinit (Sequence[str]): name prefixes of the tensors that score classes.
@@ -45,89 +43,89 @@ class FinetuneHook(Hook):
     def __init__(self, reinit=('bbox_head.cls_branches.', ), keep_objectness=True):
         self.reinit = tuple(reinit)
         self.keep_objectness = keep_objectness
-        self.report = None
+        self.report = FinetuneReport()
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if not starts_training_from_load_from(runner):
+            return
         model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        model_state = model.state_dict()
         state_dict = checkpoint.get('state_dict', checkpoint)
-        objectness = objectness_tensors(model) if self.keep_objectness else ()
-        prepared, self.report = finetune_state_dict(model.state_dict(), state_dict, self.reinit,
+        objectness = objectness_tensors(model_state) if self.keep_objectness else ()
+        prepared, self.report = finetune_state_dict(model_state, state_dict, self.reinit,
                                                     objectness)
         state_dict.clear()  # in place: mmengine loads this dict, with its _metadata
         state_dict.update(prepared)
-        self.report.log()
+        self.report.log(runner.cfg.get('load_from'))
 
 
-def objectness_tensors(model):
-    """The first stage's class branch of a two-stage Deformable DETR, whose row 0 ranks the
-    proposals (the head's branch after the decoder layers'); none for other models."""
-    if not getattr(model, 'as_two_stage', False):
+def starts_training_from_load_from(runner):
+    """Whether the runner loads ``load_from`` to train from it: ``Runner.train`` builds the
+    optimizer before loading, ``test`` and ``val`` build none; resuming loads through
+    ``Runner.resume``, which the runner's resume flag selects."""
+    return isinstance(runner.optim_wrapper, BaseOptimWrapper) and not runner._resume
+
+
+def objectness_tensors(model_state):
+    """The names of the first stage's class branch of a two-stage Deformable DETR, whose row 0
+    ranks the proposals; none for other models."""
+    branch = first_stage_branch(model_state)
+    if branch is None:
         return ()
-    prefix = f'bbox_head.cls_branches.{model.decoder.num_layers}.'
-    return prefix + 'weight', prefix + 'bias'
+    return tuple(f'bbox_head.cls_branches.{branch}.{param}' for param in ('weight', 'bias'))
 
 
 @dataclass
 class FinetuneReport:
-    """What :func:`finetune_state_dict` did with each tensor, by name."""
+    """What :func:`finetune_state_dict` found of each tensor, by name."""
     loaded: list = field(default_factory=list)
     reinitialised: dict = field(default_factory=dict)  # name: why
     objectness_kept: list = field(default_factory=list)
     skipped: dict = field(default_factory=dict)  # checkpoint name: why
     not_in_checkpoint: list = field(default_factory=list)
 
-    def log(self):
-        print_log(f'Fine-tuning: {len(self.loaded)} tensors of the checkpoint loaded as they are',
-                  logger='current')
-        if self.reinitialised:
-            print_log('Fine-tuning: initialised as for a new training (class prior 0.01), not '
-                      'loaded: ' + _listing(self.reinitialised), logger='current')
-        if self.objectness_kept:
-            print_log('Fine-tuning: row 0 (the two-stage objectness, class-agnostic) loaded, the '
-                      'other rows initialised: ' + ', '.join(self.objectness_kept),
-                      logger='current')
-        if self.skipped:
-            print_log('Fine-tuning: tensors of the checkpoint skipped: '
-                      + _listing(self.skipped), logger='current', level=logging.WARNING)
-        if self.not_in_checkpoint:
-            print_log('Fine-tuning: not in the checkpoint, left as initialised: '
-                      + ', '.join(self.not_in_checkpoint), logger='current', level=logging.WARNING)
-
-
-def _listing(reasons):
-    return ', '.join(f'{name} ({why})' for name, why in reasons.items())
+    def log(self, source):
+        """One line: how many tensors loaded, and each one not loaded as it is, and why."""
+        why = {**{name: f'{shapes}: initialised as for a new training, class prior 0.01'
+                  for name, shapes in self.reinitialised.items()},
+               **{name: 'row 0 loaded, the two-stage objectness; the other rows initialised'
+                  for name in self.objectness_kept},
+               **self.skipped,
+               **{name: 'not in the checkpoint: left as initialised'
+                  for name in self.not_in_checkpoint}}
+        message = f'Fine-tuning: {len(self.loaded)} tensors of {source} loaded as they are'
+        if why:
+            message += '; not loaded as they are: ' + ', '.join(
+                f'{name} ({reason})' for name, reason in why.items())
+        unexpected = self.skipped or self.not_in_checkpoint
+        print_log(message, logger='current',
+                  level=logging.WARNING if unexpected else logging.INFO)
 
 
 def finetune_state_dict(model_state, checkpoint_state, reinit=('bbox_head.cls_branches.', ),
                         objectness=()):
-    """The state dict to load into a model of state ``model_state`` (initialised) from a
-    checkpoint's ``checkpoint_state``, with the rules of :class:`FinetuneHook`, and a
-    :class:`FinetuneReport`. Its names are the model's; ``module.`` prefixes of the checkpoint
-    are dropped, as mmengine does."""
-    checkpoint_state = {re.sub(r'^module\.', '', name): tensor
-                        for name, tensor in checkpoint_state.items()}
+    """The checkpoint's ``checkpoint_state`` for mmengine to load into a model of state
+    ``model_state`` (initialised), with the ``objectness`` tensors' row 0 from a two-stage
+    checkpoint and their other rows from the model, and a :class:`FinetuneReport`. Its names are
+    the model's: ``module.`` prefixes are dropped, as mmengine's ``load_from`` does."""
+    prepared = {re.sub(r'^module\.', '', name): tensor
+                for name, tensor in checkpoint_state.items()}
     report = FinetuneReport()
-    # memory_trans_fc belongs to the first stage: the checkpoint's row 0 is objectness then
-    two_stage_checkpoint = 'memory_trans_fc.weight' in checkpoint_state
-    prepared = {}
+    two_stage_checkpoint = first_stage_branch(prepared) is not None
     for name, own in model_state.items():
-        theirs = checkpoint_state.get(name)
+        theirs = prepared.get(name)
         if theirs is None:
             report.not_in_checkpoint.append(name)
-            prepared[name] = own
         elif theirs.shape == own.shape:
             report.loaded.append(name)
-            prepared[name] = theirs
         elif name in objectness and two_stage_checkpoint and theirs.shape[1:] == own.shape[1:]:
             report.objectness_kept.append(name)
             prepared[name] = torch.cat([theirs[:1].to(own.dtype), own[1:]])
         elif name.startswith(reinit):
             report.reinitialised[name] = _shapes(theirs, own)
-            prepared[name] = own
         else:
             report.skipped[name] = _shapes(theirs, own)
-            prepared[name] = own
-    for name in checkpoint_state.keys() - model_state.keys():
+    for name in prepared.keys() - model_state.keys():
         report.skipped[name] = 'not in the model'
     report.skipped = dict(sorted(report.skipped.items()))
     return prepared, report

@@ -22,6 +22,8 @@ class DC5ResNet(ResNet):
             ``num_stages`` 4.
     """
 
+    STRIDES, DILATIONS = (1, 2, 2, 1), (1, 1, 1, 2)
+
     def __init__(self, depth, **kwargs):
         if depth < 50:
             raise ValueError(f'DC5ResNet dilates Bottleneck blocks: depth must be 50, 101 or '
@@ -33,6 +35,6 @@ class DC5ResNet(ResNet):
         if kwargs.setdefault('num_stages', 4) != 4:
             raise ValueError(f'DC5ResNet dilates the 4th stage: num_stages must be 4, not '
                              f'{kwargs["num_stages"]}')
-        super().__init__(depth, strides=(1, 2, 2, 1), dilations=(1, 1, 1, 2), **kwargs)
+        super().__init__(depth, strides=self.STRIDES, dilations=self.DILATIONS, **kwargs)
         first_conv = getattr(self, self.res_layers[-1])[0].conv2
         first_conv.dilation = first_conv.padding = (1, 1)

@@ -13,6 +13,7 @@ from torch import nn
 from mmdeform.registry import MODELS, TASK_UTILS
 
 from ..layers import Fp32Linear, refine_boxes
+from ..task_modules.batched_matching import match_layers, to_device
 
 
 def one_hot_targets(labels, num_classes):
@@ -117,50 +118,62 @@ class DeformableDETRHead(BaseModule):
     def loss_by_feat(self, all_classes, all_boxes, enc_classes, enc_boxes, gt_instances,
                      img_metas):
         """The last layer's losses as ``loss_*``, the auxiliary ones as ``d{i}.loss_*`` and
-        the first stage's (every target relabelled to class 0) as ``enc_loss_*``."""
-        losses = {}
-        num_layers = len(all_classes)
-        for layer, (classes, boxes) in enumerate(zip(all_classes, all_boxes)):
-            prefix = '' if layer == num_layers - 1 else f'd{layer}.'
-            for name, value in zip(('loss_cls', 'loss_bbox', 'loss_iou'),
-                                   self.loss_by_feat_single(classes, boxes, gt_instances,
-                                                            img_metas)):
-                losses[prefix + name] = value
+        the first stage's (every target relabelled to class 0) as ``enc_loss_*``.
+
+        All layers are matched at once (:func:`match_layers`): the host waits for the device
+        once per step, for the cost matrices."""
+        if self.assigner is None:
+            raise RuntimeError('DeformableDETRHead computes losses only with a matcher: set '
+                               'train_cfg=dict(assigner=...) in the model config')
+        # Losses in fp32 under autocast too.
+        layers = [(classes.float(), boxes.float(), gt_instances)
+                  for classes, boxes in zip(all_classes, all_boxes)]
+        prefixes = [f'd{layer}.' for layer in range(len(layers) - 1)] + ['']
         if enc_classes is not None:
-            class_agnostic = []
-            for gts in gt_instances:
-                gts = gts.clone()
-                gts.labels = torch.zeros_like(gts.labels)
-                class_agnostic.append(gts)
-            for name, value in zip(('enc_loss_cls', 'enc_loss_bbox', 'enc_loss_iou'),
-                                   self.loss_by_feat_single(enc_classes, enc_boxes,
-                                                            class_agnostic, img_metas)):
-                losses[name] = value
+            class_agnostic = [InstanceData(bboxes=gts.bboxes, labels=torch.zeros_like(gts.labels))
+                              for gts in gt_instances]
+            layers.append((enc_classes.float(), enc_boxes.float(), class_agnostic))
+            prefixes.append('enc_')
+        image_sizes = to_device(torch.tensor([self.image_size(m) * 2 for m in img_metas],
+                                             dtype=torch.float32), all_boxes.device)
+        matches = match_layers(self.assigner.match_costs, layers, image_sizes, img_metas)
+        cls_avg_factor, box_avg_factor = self.avg_factors(gt_instances, all_boxes.device)
+        losses = {}
+        for prefix, layer, layer_matches in zip(prefixes, layers, matches):
+            values = self.loss_by_feat_single(*layer, layer_matches, image_sizes, cls_avg_factor,
+                                              box_avg_factor)
+            losses.update({prefix + name: value
+                           for name, value in zip(('loss_cls', 'loss_bbox', 'loss_iou'), values)})
         return losses
 
-    def loss_by_feat_single(self, classes, boxes, gt_instances, img_metas):
-        """Focal, L1 and GIoU losses of one layer, each normalized by the number of targets."""
-        classes, boxes = classes.float(), boxes.float()  # losses in fp32 under autocast too
-        targets = [self.targets_single(c, b, g, m)
-                   for c, b, g, m in zip(classes, boxes, gt_instances, img_metas)]
-        labels, box_targets, box_weights = (torch.cat(t) for t in zip(*targets))
-        num_targets = float(sum(len(g) for g in gt_instances))
-        cls_avg_factor = num_targets
-        if self.sync_cls_avg_factor:
-            cls_avg_factor = reduce_mean(classes.new_tensor([cls_avg_factor]))
-        cls_avg_factor = max(cls_avg_factor, 1)
-        loss_cls = self.loss_cls(classes.reshape(-1, classes.shape[-1]),
-                                 one_hot_targets(labels, classes.shape[-1]),
+    def avg_factors(self, gt_instances, device):
+        """The normalizers of the class and box losses: the number of target boxes (its mean
+        over processes; the class one only if ``sync_cls_avg_factor``), at least 1. 0-d device
+        tensors, so that no process waits for the device to read them."""
+        num_targets = torch.full((), float(sum(len(g) for g in gt_instances)), device=device)
+        mean_targets = reduce_mean(num_targets)
+        cls_avg_factor = mean_targets if self.sync_cls_avg_factor else num_targets
+        return cls_avg_factor.clamp(min=1), mean_targets.clamp(min=1)
+
+    def loss_by_feat_single(self, classes, boxes, gt_instances, matches, image_sizes,
+                            cls_avg_factor, box_avg_factor):
+        """Focal, L1 and GIoU losses of one layer, given its ``matches`` from
+        :func:`match_layers`. The box losses see the matched queries only."""
+        query, gt, image = matches
+        gt_labels = torch.cat([g.labels for g in gt_instances])
+        labels = torch.full((classes.shape[0] * classes.shape[1], ), self.num_classes,
+                            dtype=torch.long, device=classes.device)
+        labels[query] = gt_labels[gt]
+        classes = classes.reshape(-1, classes.shape[-1])
+        loss_cls = self.loss_cls(classes, one_hot_targets(labels, classes.shape[-1]),
                                  avg_factor=cls_avg_factor)
 
-        box_avg_factor = torch.clamp(reduce_mean(classes.new_tensor([num_targets])), min=1).item()
-        boxes = boxes.reshape(-1, 4)
-        loss_bbox = self.loss_bbox(boxes, box_targets, box_weights, avg_factor=box_avg_factor)
-        scale = torch.cat([boxes.new_tensor(self.image_size(m)).repeat(2).expand(len(c), 4)
-                           for c, m in zip(classes, img_metas)])
-        loss_iou = self.loss_iou(bbox_cxcywh_to_xyxy(boxes) * scale,
-                                 bbox_cxcywh_to_xyxy(box_targets) * scale, box_weights,
-                                 avg_factor=box_avg_factor)
+        scale = image_sizes[image]
+        pred = boxes.reshape(-1, 4)[query]
+        target = bbox_xyxy_to_cxcywh(torch.cat([g.bboxes for g in gt_instances])[gt] / scale)
+        loss_bbox = self.loss_bbox(pred, target, avg_factor=box_avg_factor)
+        loss_iou = self.loss_iou(bbox_cxcywh_to_xyxy(pred) * scale,
+                                 bbox_cxcywh_to_xyxy(target) * scale, avg_factor=box_avg_factor)
         return loss_cls, loss_bbox, loss_iou
 
     @staticmethod
@@ -168,26 +181,6 @@ class DeformableDETRHead(BaseModule):
         """(W, H) of the image inside the padded batch."""
         height, width = img_meta['img_shape']
         return [width, height]
-
-    def targets_single(self, classes, boxes, gt_instances, img_meta):
-        """Per query: its matched class (num_classes for none), its matched box as normalized
-        (cx, cy, w, h), and box weights (1 for matched queries)."""
-        if self.assigner is None:
-            raise RuntimeError('DeformableDETRHead computes losses only with a matcher: set '
-                               'train_cfg=dict(assigner=...) in the model config')
-        scale = boxes.new_tensor(self.image_size(img_meta)).repeat(2)
-        predictions = InstanceData(scores=classes, bboxes=bbox_cxcywh_to_xyxy(boxes) * scale)
-        assignment = self.assigner.assign(predictions, gt_instances, img_meta=img_meta)
-        matched = torch.nonzero(assignment.gt_inds > 0).squeeze(-1)
-        matched_gts = assignment.gt_inds[matched] - 1
-
-        labels = boxes.new_full((len(boxes), ), self.num_classes, dtype=torch.long)
-        labels[matched] = gt_instances.labels[matched_gts]
-        box_targets = torch.zeros_like(boxes)
-        box_targets[matched] = bbox_xyxy_to_cxcywh(gt_instances.bboxes[matched_gts] / scale)
-        box_weights = torch.zeros_like(boxes)
-        box_weights[matched] = 1.0
-        return labels, box_targets, box_weights
 
     def predict(self, hidden_states, references, batch_data_samples, rescale=True):
         """Top-``max_per_img`` (query, class) pairs of the last decoder layer per image."""

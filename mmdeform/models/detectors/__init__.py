@@ -1,3 +1,3 @@
-from .deformable_detr import DeformableDETR
+from .deformable_detr import DeformableDETR, first_stage_branch
 
-__all__ = ['DeformableDETR']
+__all__ = ['DeformableDETR', 'first_stage_branch']

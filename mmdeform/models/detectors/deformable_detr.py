@@ -16,6 +16,15 @@ from ..layers import (DeformableDetrDecoder, DeformableDetrEncoder, Fp32Linear,
 from ..layers.encoder import normalized_pixel_centres
 
 
+def first_stage_branch(state_dict):
+    """The index of the two-stage first stage's class and box branches in a DeformableDETR's
+    head, from the names of its state dict or of a checkpoint's: the pair after the decoder
+    layers' ones. None for a one-stage model (no proposal layer ``memory_trans_fc``)."""
+    if 'memory_trans_fc.weight' not in state_dict:
+        return None
+    return len({name.split('.')[2] for name in state_dict if name.startswith('decoder.layers.')})
+
+
 @MODELS.register_module()
 class DeformableDETR(BaseDetector):
     """Deformable DETR (Zhu et al., ICLR 2021).
@@ -69,6 +78,7 @@ class DeformableDETR(BaseDetector):
         else:
             self.query_embedding = nn.Embedding(num_queries, dims * 2)
             self.reference_points_fc = Fp32Linear(dims, 2)
+        self.first_stage_branch = first_stage_branch(dict(self.named_parameters()))
 
     def check_levels(self):
         for name, module in self.named_modules():
@@ -153,9 +163,9 @@ class DeformableDETR(BaseDetector):
         proposal_logits = torch.log(proposals / (1 - proposals)).masked_fill(~valid, float('inf'))
         memory = memory.masked_fill(~valid, 0.)
         memory = self.memory_trans_norm(self.memory_trans_fc(memory))
-        first_stage = self.decoder.num_layers  # the head's extra branch pair
-        enc_class = self.bbox_head.cls_branches[first_stage](memory)
-        enc_box_logits = self.bbox_head.reg_branches[first_stage](memory) + proposal_logits
+        enc_class = self.bbox_head.cls_branches[self.first_stage_branch](memory)
+        enc_box_logits = self.bbox_head.reg_branches[self.first_stage_branch](memory) + \
+            proposal_logits
         # Images smaller than num_queries pixels in all levels get one query per pixel.
         top = enc_class[..., 0].topk(min(self.num_queries, memory.shape[1]), dim=1).indices
         reference = enc_box_logits.gather(1, top[..., None].expand(-1, -1, 4)).detach().sigmoid()

@@ -1,9 +1,9 @@
 """One-to-one matching of queries to ground truths (DETR eq. 1, used by Deformable DETR)."""
 import torch
 from mmdet.models.task_modules import AssignResult, BaseAssigner
-from scipy.optimize import linear_sum_assignment
 
 from mmdeform.registry import TASK_UTILS
+from .batched_matching import hungarian_matches, summed_cost
 
 
 @TASK_UTILS.register_module()
@@ -35,20 +35,11 @@ class HungarianAssigner(BaseAssigner):
         if num_preds > 0 and num_gts > 0:
             cost = self.cost_matrix(pred_instances, gt_instances, img_meta)
             pred_idx, gt_idx = (torch.from_numpy(idx).to(gt_labels.device)
-                                for idx in linear_sum_assignment(cost))
+                                for idx in hungarian_matches([cost])[0])
             gt_inds[pred_idx] = gt_idx + 1
             labels[pred_idx] = gt_labels[gt_idx]
         return AssignResult(num_gts, gt_inds, max_overlaps=None, labels=labels)
 
     def cost_matrix(self, pred_instances, gt_instances, img_meta=None):
-        """The summed costs, (num_preds, num_gts), as a numpy array for scipy."""
-        cost = sum(match_cost(pred_instances, gt_instances, img_meta)
-                   for match_cost in self.match_costs)
-        cost = cost.detach().cpu()
-        # scipy rejects NaN with a message that names neither the cause nor the assigner.
-        if not torch.isfinite(cost).all():
-            raise ValueError(
-                f'HungarianAssigner: the cost matrix has {(~torch.isfinite(cost)).sum()} '
-                f'non-finite entries (NaN/inf) of {cost.numel()}; the predictions (scores or '
-                f'bboxes) are probably NaN or inf, e.g. after the training diverged')
-        return cost.numpy()
+        """The summed costs, (num_preds, num_gts), on the predictions' device."""
+        return summed_cost(self.match_costs, pred_instances, gt_instances, img_meta)

@@ -6,9 +6,11 @@ Same names, arguments and call interface as mmdet's, so mmdet configs work uncha
 """
 import torch
 from mmdet.models.task_modules.assigners.match_cost import BaseMatchCost
-from mmdet.structures.bbox import bbox_overlaps, bbox_xyxy_to_cxcywh
+from mmdet.structures.bbox import bbox_xyxy_to_cxcywh
 
 from mmdeform.registry import TASK_UTILS
+from ..losses import box_overlaps
+from .batched_matching import to_device
 
 
 @TASK_UTILS.register_module()
@@ -60,7 +62,8 @@ class BBoxL1Cost(BaseMatchCost):
             pred_bboxes = bbox_xyxy_to_cxcywh(pred_bboxes)
             gt_bboxes = bbox_xyxy_to_cxcywh(gt_bboxes)
         img_h, img_w = img_meta['img_shape']
-        size = gt_bboxes.new_tensor([img_w, img_h, img_w, img_h])
+        size = to_device(torch.tensor([img_w, img_h, img_w, img_h], dtype=gt_bboxes.dtype),
+                         gt_bboxes.device)
         return torch.cdist(pred_bboxes / size, gt_bboxes / size, p=1) * self.weight
 
 
@@ -80,6 +83,6 @@ class IoUCost(BaseMatchCost):
     def __call__(self, pred_instances, gt_instances, img_meta=None, **kwargs):
         # fp32: areas of pixel boxes overflow fp16. The paper's cost is 1 - GIoU; the constant
         # does not change the matching, so it is left out (as mmdet does).
-        overlaps = bbox_overlaps(pred_instances.bboxes.float(), gt_instances.bboxes.float(),
-                                 mode=self.iou_mode)
+        overlaps = box_overlaps(pred_instances.bboxes.float(), gt_instances.bboxes.float(),
+                                mode=self.iou_mode)
         return -overlaps * self.weight

@@ -1,0 +1,3 @@
+from .giou_loss import GIoULoss, box_overlaps
+
+__all__ = ['GIoULoss', 'box_overlaps']
