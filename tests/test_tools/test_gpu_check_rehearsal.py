@@ -12,6 +12,7 @@ GPU machine: every script the check runs must still import.
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -95,8 +96,10 @@ def test_rehearsal_without_the_kit(tmp_path):
         'benchmark': 'needs a GPU', 'training': 'skipped', 'memcheck': 'unavailable'}, stdout
     notes = {step['name']: step['note'] for step in summary['steps']}
     assert 'Device not supported' in notes['memcheck']
-    # all 99 CUDA tests collected, each skipped for want of a GPU alone
-    assert notes['tests'].startswith('0 passed, 0 failed, 99 skipped')
+    # the CUDA tests collected, at least as many as must pass on a GPU, each skipped for want
+    # of a GPU alone
+    collected = re.match(r'0 passed, 0 failed, (\d+) skipped', notes['tests'])
+    assert collected and int(collected[1]) >= 90, notes['tests']
     assert 'STEP tests: needs a GPU' in stdout and 'STEP benchmark: needs a GPU' in stdout
     assert 'needs a CUDA GPU' in (out / 'benchmark.log').read_text()
 

@@ -44,6 +44,7 @@ from mmdeform.converters import hf_config_json
 from mmdeform.converters.hf_config import config_architecture
 from mmdeform.datasets import SHAPE_CLASSES, generate_shapes_dataset
 from mmdeform.utils import register_all_modules
+from mmdeform.utils.results_table import markdown_table
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'demo', 'deformable_detr_tiny_2stage_shapes.py')
@@ -222,28 +223,29 @@ def synchronize(device):
 
 
 def markdown(report):
-    lines = ['| demo training | iterations | ms/iteration | loss first fifth | loss last fifth '
-             '| finite and falling |', '|---|---|---|---|---|---|']
-    for precision in ('fp32', 'bf16'):
-        r = report['training'][precision]
-        lines.append(f'| {precision} | {r["iterations"]} | {r["ms_per_iteration"]:.1f} | '
-                     f'{r["loss_first_fifth"]:.4f} | {r["loss_last_fifth"]:.4f} | {r["ok"]} |')
+    """The demo runs, the determinism and the R50 figures as Markdown."""
+    training = markdown_table(
+        ['demo training', 'iterations', 'ms/iteration', 'loss first fifth', 'loss last fifth',
+         'passed'],
+        [[p, r['iterations'], f"{r['ms_per_iteration']:.1f}", f"{r['loss_first_fifth']:.4f}",
+          f"{r['loss_last_fifth']:.4f}", r['ok']] for p, r in report['training'].items()])
     d = report['deterministic']
-    lines += ['', f'Deterministic, two runs of {d["iterations"]} iterations: '
-              + ('losses equal bit for bit.' if d['ok'] else
-                 f'FAILED (first difference at iteration {d["first_difference"]}).'), '']
+    deterministic = (f"Deterministic, two runs of {d['iterations']} iterations: "
+                     + ('losses equal bit for bit.' if d['ok'] else
+                        f"FAILED (first difference at iteration {d['first_difference']})."))
     h, w = report['shape']
-    lines += [f'| R50 two-stage at {h}x{w} | mmdeform ms | mmdeform images/s | peak MiB | '
-              'Hugging Face ms | Hugging Face images/s |', '|---|---|---|---|---|---|']
-    for precision in ('fp32', 'bf16'):
-        ours, theirs = report['r50'][precision], report['huggingface'][precision]
+    rows = []
+    for precision, ours in report['r50'].items():
+        theirs = report['huggingface'][precision]
         for stage, s in ours.items():
             hf = theirs.get(stage)
-            lines.append(f'| {stage.replace("_", " ")} {precision} | {s["median_ms"]:.1f} | '
-                         f'{s["images_per_s"]:.2f} | {s["peak_memory_mib"]:.0f} | '
-                         + (f'{hf["median_ms"]:.1f} | {hf["images_per_s"]:.2f} |' if hf
-                            else '- | - |'))
-    return '\n'.join(lines)
+            rows.append([f"{stage.replace('_', ' ')} {precision}", f"{s['median_ms']:.1f}",
+                         f"{s['images_per_s']:.2f}", f"{s['peak_memory_mib']:.0f}",
+                         f"{hf['median_ms']:.1f}" if hf else '-',
+                         f"{hf['images_per_s']:.2f}" if hf else '-'])
+    r50 = markdown_table([f'R50 two-stage at {h}x{w}', 'mmdeform ms', 'mmdeform images/s',
+                          'peak MiB', 'Hugging Face ms', 'Hugging Face images/s'], rows)
+    return '\n\n'.join([training, deterministic, r50])
 
 
 def main(argv=None):
