@@ -42,7 +42,7 @@ from transformers import DeformableDetrConfig, DeformableDetrForObjectDetection
 
 from mmdeform.converters import hf_config_json
 from mmdeform.converters.hf_config import config_architecture
-from mmdeform.datasets import SHAPE_CLASSES, generate_shapes_dataset
+from mmdeform.datasets import generate_shapes_dataset
 from mmdeform.utils import register_all_modules
 from mmdeform.utils.results_table import markdown_table
 
@@ -50,7 +50,6 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CONFIG = osp.join(ROOT, 'configs', 'demo', 'deformable_detr_tiny_2stage_shapes.py')
 R50_CONFIG = osp.join(ROOT, 'configs', 'deformable_detr_r50_2stage.py')
 BENCHMARK = osp.join(ROOT, 'tools', 'analysis_tools', 'benchmark.py')
-# (value on a GPU, value in the CPU rehearsal)
 # (value on a GPU, value in the CPU rehearsal)
 SETTINGS = dict(num_train=(256, 4), train_batch=(8, 1), iters=(300, 3), deterministic_iters=(50, 2),
                 shape=((800, 1333), (64, 64)), batches=((1, 8), (1, 2)), repeats=(5, 1),
