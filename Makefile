@@ -15,7 +15,7 @@ CUDA_ARCHS ?= 8.0;9.0
 NATIVE_SOURCES := setup.py $(wildcard ops/csrc/*.h ops/csrc/*.cpp ops/csrc/cpu/*.cpp ops/csrc/cuda/*.cu)
 EXT := mmdeform/_C$(shell $(PYTHON) -c "import sysconfig; print(sysconfig.get_config_var('EXT_SUFFIX'))")
 
-.PHONY: install demo test check-cuda-build gpu-check benchmark clean FORCE
+.PHONY: install demo test check-cuda-build gpu-check gpu-kit benchmark clean FORCE
 
 install: $(VENV)/.installed-dev $(EXT)
 
@@ -68,11 +68,10 @@ test: install
 	$(MAKE) check-cuda-build
 
 # Compiles and links the CUDA kernels for sm_80 and sm_90 with nvcc; runs nothing on a GPU.
-# CUDA_HOME: the toolkit's own folder (its lib64 holds libcudart), also where nvcc on PATH is a
-# wrapper script. The main venv serves when its torch is a CUDA build, else $(CUDA_VENV).
+# CUDA_HOME: the toolkit's own folder (tools/misc/cuda_home.sh, as gpu-check finds it). The main
+# venv serves when its torch is a CUDA build, else $(CUDA_VENV).
 check-cuda-build: $(VENV)/.installed
-	@export CUDA_HOME="$${CUDA_HOME:-$$(if [ -x /usr/local/cuda/bin/nvcc ]; then echo /usr/local/cuda; \
-	  elif command -v nvcc >/dev/null; then dirname "$$(dirname "$$(command -v nvcc)")"; fi)}"; \
+	@export CUDA_HOME="$$(tools/misc/cuda_home.sh)"; \
 	if [ -z "$$CUDA_HOME" ]; then echo "check-cuda-build: no nvcc here, skipped"; exit 0; fi; \
 	set -e; \
 	if $(PY) -c "import sys, torch; sys.exit(torch.version.cuda is None)"; then python=$(PY); else \
@@ -86,11 +85,28 @@ check-cuda-build: $(VENV)/.installed
 	$$python tools/misc/check_cuda_build.py build-cuda/lib "$(CUDA_ARCHS)"
 
 # On a machine with a GPU (torch with CUDA and nvcc; no network, no mmcv/mmengine/mmdet needed):
-# builds the op for the local GPU, runs the CUDA tests, compute-sanitizer, the no-sync check and
-# the timings, with logs and JSON in GPU_CHECK_DIR (tools/misc/gpu_check.sh).
-GPU_CHECK_DIR ?= gpu-check
+# builds the op for the local GPU, runs the CUDA tests, the no-sync check, the op benchmark, the
+# training check (with the kit below) and compute-sanitizer, each with its own time limit; one
+# summary (summary.md, summary.json) and the logs, at most 8 files, in GPU_CHECK_DIR (default
+# $OUT where that is set). See tools/misc/gpu_check.sh.
+GPU_CHECK_DIR ?= $(or $(OUT),gpu-check)
 gpu-check:
 	PYTHON=$(PYTHON) tools/misc/gpu_check.sh $(GPU_CHECK_DIR)
+
+# The wheels a GPU machine without network needs for the training path of gpu-check (Python 3.12,
+# manylinux x86_64; what such a machine already has, torch, numpy, scipy, matplotlib, opencv,
+# pyyaml, rich, six, tqdm, pillow and packaging among them, is left out; setuptools<82 because
+# mmengine imports pkg_resources). Run where the package index is reachable; gpu-check installs
+# GPU_KIT_DIR when it is there, without network.
+GPU_KIT_DIR ?= gpu-kit
+GPU_KIT_WHEELS := mmengine==0.10.7 mmcv-lite==2.1.0 mmdet==3.3.0 pycocotools==2.0.11 \
+  shapely==2.2.0 terminaltables==3.1.10 addict==2.4.0 termcolor==3.3.0 yapf==0.43.0 \
+  platformdirs==4.14.9 setuptools==81.0.0
+gpu-kit:
+	$(PYTHON) -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+	  --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+	  --platform manylinux2014_x86_64 -d $(GPU_KIT_DIR) $(GPU_KIT_WHEELS)
+	@du -sh $(GPU_KIT_DIR)
 
 benchmark: install
 	$(PY) tools/analysis_tools/benchmark_msda.py

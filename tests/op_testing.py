@@ -1,6 +1,4 @@
 """What the op tests share: the backends that run the op, random problems, running one."""
-from contextlib import contextmanager
-
 import pytest
 import torch
 from cuda_emulation import NO_CAP, emulated_ms_deform_attn, emulated_ops
@@ -29,16 +27,6 @@ gpu_backends = pytest.mark.parametrize('backend', [
     'emulated', pytest.param('cuda', marks=requires_cuda)])
 DTYPES = [torch.float64, torch.float32, torch.float16, torch.bfloat16]
 dtypes = pytest.mark.parametrize('dtype', DTYPES, ids=str)
-
-
-@contextmanager
-def deterministic_algorithms(enabled):
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(enabled)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous)
 
 
 def make_problem(batch, shapes, heads, head_dims, queries, points, spread=1.0, seed=0):

@@ -9,7 +9,8 @@ from cuda_emulation import NO_CAP, emulated_ms_deform_attn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmdeform.ops import level_start_index, ms_deform_attn, ms_deform_attn_reference
+from mmdeform.ops import (deterministic_algorithms, level_start_index, ms_deform_attn,
+                          ms_deform_attn_reference)
 
 # How an edit sets one location coordinate (see :func:`edited_value`).
 EDITS = ('grid', 'far', 'nan', 'inf', '-inf')
@@ -122,12 +123,9 @@ def test_backward_matches_reference(emulated, problem, seed, launch, determinist
     value, locations = inputs[0], inputs[3]
     grad_output = torch.randn(value.shape[0], locations.shape[1], value.shape[2] * value.shape[3],
                               generator=torch.Generator().manual_seed(seed), dtype=value.dtype)
-    torch.use_deterministic_algorithms(deterministic)
-    try:
+    with deterministic_algorithms(deterministic):
         grad_value, grad_locations, grad_weights = gradients(the_op(emulated, launch), inputs,
                                                              grad_output)
-    finally:
-        torch.use_deterministic_algorithms(False)
     expected = gradients(ms_deform_attn_reference, far_outside_where_non_finite(inputs),
                          grad_output)
     torch.testing.assert_close(grad_value, expected[0], atol=1e-10, rtol=0)

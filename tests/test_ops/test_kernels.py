@@ -18,10 +18,10 @@ import sys
 import pytest
 import torch
 from cuda_emulation import emulated_ms_deform_attn
-from op_testing import (BACKENDS, backends, deterministic_algorithms, dtypes, gpu_backends,
-                        make_problem, raw_backward, requires_cuda, rounded, run, to)
+from op_testing import (BACKENDS, backends, dtypes, gpu_backends, make_problem, raw_backward,
+                        requires_cuda, rounded, run, to)
 
-from mmdeform.ops import ms_deform_attn, ms_deform_attn_reference
+from mmdeform.ops import deterministic_algorithms, ms_deform_attn, ms_deform_attn_reference
 
 # (batch, level shapes (H, W), heads, head dims, queries, points, spread of the locations)
 CASES = {

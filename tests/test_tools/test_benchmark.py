@@ -1,5 +1,6 @@
 """tools/analysis_tools/benchmark.py on the tiny config, its memory measure, and the mmdet
-equivalent model that --compare-mmdet runs."""
+equivalent model that --compare-mmdet runs; tools/analysis_tools/benchmark_msda.py's command line
+and CUDA table."""
 import copy
 import json
 import os.path as osp
@@ -20,6 +21,7 @@ FIGURES = {'batch_size', 'median_ms', 'min_ms', 'max_ms', 'images_per_s', 'peak_
 
 
 benchmark = load_tool('analysis_tools/benchmark.py')
+benchmark_msda = load_tool('analysis_tools/benchmark_msda.py')
 
 
 def _check_figures(results):
@@ -60,7 +62,31 @@ def test_compare_mmdet_reports_both_and_the_ratios():
             theirs[stage]['median_ms'] / ours[stage]['median_ms'])
 
 
-@pytest.mark.parametrize('argv', [['--warmup', '0'], ['--repeats', '0'], ['--shape', '16', '64']])
+def test_inference_batches_and_bf16_reach_the_model(monkeypatch):
+    args = benchmark.parse_args([TINY_CONFIG, '--shape', '64', '64', '--inference-batches', '3',
+                                 '--bf16'])
+    [(_, model, scope)], cfg = benchmark.build_models(args)
+    seen = []
+    test_step, train_step = model.test_step, model.train_step
+
+    def recording_test_step(data):
+        seen.append(('test', len(data['inputs']), torch.is_autocast_enabled('cpu')))
+        return test_step(data)
+
+    def recording_train_step(data, optim_wrapper):
+        seen.append(('train', len(data['inputs']), type(optim_wrapper).__name__))
+        return train_step(data, optim_wrapper)
+
+    monkeypatch.setattr(model, 'test_step', recording_test_step)
+    monkeypatch.setattr(model, 'train_step', recording_train_step)
+    for stage in benchmark.stages(model, scope, cfg, args):
+        model.train(stage.training)
+        stage.run()
+    assert seen == [('test', 3, True), ('train', 2, 'CpuAmpOptimWrapper')]
+
+
+@pytest.mark.parametrize('argv', [['--warmup', '0'], ['--repeats', '0'], ['--shape', '16', '64'],
+                                  ['--inference-batches', '1', '0']])
 def test_bad_arguments_are_refused(argv):
     with pytest.raises(SystemExit):
         benchmark.parse_args([TINY_CONFIG, *argv])
@@ -118,3 +144,30 @@ def test_mmdet_two_stage_needs_256_channels():
     cfg.as_two_stage = True
     with pytest.raises(ValueError, match='only runs with embed_dims=256, the config has 32'):
         mmdet_model_cfg(cfg)
+
+
+def test_msda_cuda_table_ratios():
+    results = []
+    for stage, batch in benchmark_msda.CUDA_SHAPES:
+        for dtype in benchmark_msda.CUDA_DTYPES:
+            for name, ms in [('forward', 1.0), ('backward (fast)', 2.0),
+                             ('backward (deterministic)', 5.0), ('reference forward', 4.0),
+                             ('reference forward+backward', 15.0)]:
+                results.append(dict(stage=stage, batch=batch, dtype=dtype, name=name, ms=ms))
+    rows = benchmark_msda.cuda_table(results).splitlines()[2:]
+    assert len(rows) == len(benchmark_msda.CUDA_SHAPES) * len(benchmark_msda.CUDA_DTYPES)
+    # deterministic / fast = 5 / 2; reference fwd+bwd / ours (1 + 2) = 15 / 3
+    assert rows[0] == ('| encoder | 2 | fp32 | 1.000 | 2.000 | 5.000 | 2.50x | 4.000 | 15.000 '
+                       '| 5.0x |')
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='it would run on the GPU')
+def test_msda_on_cuda_without_a_gpu_says_so():
+    with pytest.raises(SystemExit, match='needs a CUDA GPU'):
+        benchmark_msda.main(['--device', 'cuda'])
+
+
+def test_msda_on_the_cpu_has_no_json_output(capsys):
+    with pytest.raises(SystemExit):
+        benchmark_msda.main(['--out', 'folder'])
+    assert '--out: the CPU comparison prints its table only' in capsys.readouterr().err

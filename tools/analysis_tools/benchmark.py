@@ -1,7 +1,8 @@
 """Speed and memory of a detector config: inference at batch 1 and 4, one training step.
 
     python tools/analysis_tools/benchmark.py CONFIG [--checkpoint CKPT] [--device cpu|cuda]
-        [--shape H W] [--repeats N] [--warmup N] [--compare-mmdet] [--out report.json]
+        [--shape H W] [--inference-batches 1 4] [--bf16] [--repeats N] [--warmup N]
+        [--compare-mmdet] [--out report.json]
 
 Inputs are random images of one shape (H, W) with 8 random boxes each, so nothing is resized
 or padded. Each stage (inference through ``test_step``: pre-processing, forward and
@@ -15,6 +16,9 @@ peak memory, as growth over what is held before it (weights, optimizer state, in
   resetting it through ``/proc/self/clear_refs``), after ``malloc_trim(0)`` has returned the
   memory glibc keeps from freed tensors, so that memory reused by the step counts too. Linux
   with glibc only.
+
+``--bf16`` runs inference under bfloat16 autocast and trains with the config's optimizer under
+bfloat16 autocast (mmengine's ``AmpOptimWrapper``; ``CpuAmpOptimWrapper`` on the CPU).
 
 ``--compare-mmdet`` also builds mmdet 3.3's equivalent model with the same weights
 (:mod:`mmdeform.utils.mmdet_equivalent`) and reports the mmdet / mmdeform ratios (on CUDA it
@@ -55,6 +59,9 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='cpu', choices=['cpu', 'cuda'])
     parser.add_argument('--shape', type=int, nargs=2, default=[800, 1216], metavar=('H', 'W'),
                         help='image height and width (default: a typical COCO test image)')
+    parser.add_argument('--inference-batches', type=int, nargs='+', default=INFERENCE_BATCHES,
+                        metavar='N', help='batch sizes of the inference stages')
+    parser.add_argument('--bf16', action='store_true', help='bfloat16 autocast in every stage')
     parser.add_argument('--repeats', type=int, default=5, help='timed runs per stage')
     parser.add_argument('--warmup', type=int, default=2,
                         help='untimed runs per stage before the timed ones; the last measures '
@@ -66,6 +73,8 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 1:
         parser.error('--repeats and --warmup must be at least 1')
+    if min(args.inference_batches) < 1:
+        parser.error(f'--inference-batches {args.inference_batches}: each must be at least 1')
     if min(args.shape) < 32:
         parser.error(f'--shape {args.shape[0]} {args.shape[1]}: each side must be at least 32')
     if args.compare_mmdet and args.device == 'cuda' and mmcv_ext.placeholders_in_use():
@@ -141,23 +150,29 @@ class Stage(NamedTuple):
 
 
 def stages(model, scope, cfg, args):
-    """The stages of one model: inference at each of ``INFERENCE_BATCHES``, then a training
+    """The stages of one model: inference at each of ``--inference-batches``, then a training
     step at the config's training batch size."""
     num_classes = cfg.model.bbox_head.num_classes
     result = []
-    for batch_size in INFERENCE_BATCHES:
+    for batch_size in args.inference_batches:
         data = synthetic_batch(args.shape, batch_size, num_classes)
 
         def infer(data=data):
-            with torch.no_grad(), DefaultScope.overwrite_default_scope(scope):
+            with torch.no_grad(), DefaultScope.overwrite_default_scope(scope), \
+                    torch.autocast(args.device, torch.bfloat16, enabled=args.bf16):
                 model.test_step(data)
 
         result.append(Stage(f'inference_batch{batch_size}', batch_size, False, infer))
 
     batch_size = cfg.train_dataloader.batch_size
     data = synthetic_batch(args.shape, batch_size, num_classes)
+    optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+    if args.bf16 and args.device == 'cuda':
+        optim_cfg.update(type='AmpOptimWrapper', dtype='bfloat16')
+    elif args.bf16:
+        optim_cfg.type = 'mmdeform.CpuAmpOptimWrapper'
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmdeform')):
-        optim_wrapper = build_optim_wrapper(model, copy.deepcopy(cfg.optim_wrapper))
+        optim_wrapper = build_optim_wrapper(model, optim_cfg)
 
     def train_step():
         with DefaultScope.overwrite_default_scope(scope):
@@ -277,8 +292,8 @@ def main(argv=None):
     MMLogger.get_instance('mmdeform_benchmark', log_level='ERROR')
     models, cfg = build_models(args)
     report = dict(config=args.config, checkpoint=args.checkpoint, device=args.device,
-                  shape=list(args.shape), warmup=args.warmup, repeats=args.repeats,
-                  torch=torch.__version__, threads=torch.get_num_threads())
+                  shape=list(args.shape), bf16=args.bf16, warmup=args.warmup,
+                  repeats=args.repeats, torch=torch.__version__, threads=torch.get_num_threads())
     report['results'] = benchmark(models, cfg, args)
     if args.compare_mmdet:
         report['ratios'] = ratios(report['results'])
