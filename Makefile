@@ -38,9 +38,11 @@ $(VENV)/.installed-dev: requirements-dev.txt $(VENV)/.installed
 	touch $@
 
 # mmdeform in editable mode; this builds the native op (mmdeform._C) into the source tree, and
-# again whenever its sources change.
+# again whenever its sources change; and the start-up file that lets mmdet be imported before
+# mmdeform under mmcv-lite (mmdeform/mmcv_ext.py).
 $(EXT): $(NATIVE_SOURCES) $(VENV)/.installed
 	$(PIP) install --no-build-isolation --no-deps --use-pep517 -e .
+	$(PY) -c "import mmdeform.mmcv_ext as m; m.write_startup_file()"
 	touch $@
 
 # The main job on the embedded shapes dataset (no download): generate it once, train the

@@ -4,6 +4,7 @@ import ast
 import os.path as osp
 import subprocess
 import sys
+import sysconfig
 from glob import glob
 
 import pytest
@@ -62,6 +63,39 @@ def test_real_library_is_kept(tmp_path):
         'assert not mmcv_ext.placeholders_in_use() and not mmcv_ext.install()\n'
         'assert mmcv._ext.nms() == "real nms" and mmcv_full_available()\n' % str(tmp_path))
     assert result.returncode == 0, result.stderr
+
+
+MMDET_FIRST = ('from mmdet.apis import DetInferencer\n'
+               'import mmcv._ext\n'
+               'from mmengine.utils.dl_utils import mmcv_full_available\n'
+               'from mmdeform import mmcv_ext\n'
+               'assert mmcv_ext.placeholders_in_use() and not mmcv_full_available()\n')
+
+
+@needs_placeholders
+def test_mmdet_imported_before_mmdeform_finds_the_placeholders():
+    """The venv's start-up file (``make install``) puts the placeholders' finder in place."""
+    startup_file = osp.join(sysconfig.get_paths()['purelib'], 'mmdeform_mmcv_ext.pth')
+    assert osp.isfile(startup_file), f'{startup_file} is missing: run make install'
+    result = run_python(MMDET_FIRST)
+    assert result.returncode == 0, result.stderr
+
+
+@needs_placeholders
+def test_startup_file_alone_lets_mmdet_import_first(tmp_path):
+    """Only the start-up file written here is processed (-S: no site-packages' .pth files)."""
+    mmcv_ext.write_startup_file(str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, '-S', '-c',
+         f'import site, sys; sys.path.append({sysconfig.get_paths()["purelib"]!r}); '
+         f'site.addsitedir({str(tmp_path)!r})\n' + MMDET_FIRST],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    without = subprocess.run(
+        [sys.executable, '-S', '-c',
+         f'import sys; sys.path.append({sysconfig.get_paths()["purelib"]!r})\n' + MMDET_FIRST],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert "No module named 'mmcv._ext'" in without.stderr
 
 
 def test_import_mmdeform_lets_mmdet_import_mmcv_ops():
