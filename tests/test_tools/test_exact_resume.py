@@ -11,6 +11,7 @@ import time
 
 import pytest
 import torch
+from mmengine.config import Config
 from mmengine.runner import Runner
 from tools_toy_modules import (SimulatedCrash, assert_same_iterations, dropout_mask,
                                read_train_records, toy_runner_cfg)
@@ -137,37 +138,72 @@ def test_seeded_deterministic_runs_are_bit_identical(tiny_coco, tmp_path):
     _assert_same_weights(work_dirs[1] / 'epoch_1.pth', work_dirs[0] / 'epoch_1.pth')
 
 
-def _toy_cfg(work_dir, exact_resume=True, **kwargs):
+def _toy_cfg(work_dir, exact_resume=True, checkpoint_interval=3, **kwargs):
     """The toy run: 2 epochs of 4 shuffled batches, a checkpoint every 3 iterations."""
     cfg = toy_runner_cfg(work_dir, max_epochs=2, num_samples=8, batch_size=2, **kwargs)
     cfg['train_dataloader']['sampler']['shuffle'] = True
-    cfg['default_hooks'] = dict(
-        checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=3))
+    cfg['default_hooks'] = dict(checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False,
+                                                interval=checkpoint_interval))
     if exact_resume:
         cfg['default_hooks']['exact_resume'] = dict(type='ExactResumeHook')
     cfg['custom_hooks'] = [dict(type='TrainRecordHook')]
     return cfg
 
 
-def _toy_crash_and_resume(work_dir, exact_resume):
-    crashing = _toy_cfg(work_dir, exact_resume, randomness=dict(seed=3))
-    crashing['custom_hooks'].append(dict(type='InterruptHook', after_iter=7))
+def _toy_train(cfg, crash_after=None, from_config=True):
+    """Train the toy run of ``cfg``, built from its config as tools/train.py does (or from
+    keyword arguments); with ``crash_after``, interrupted after that iteration."""
+    if crash_after is not None:
+        cfg = dict(cfg, custom_hooks=[*cfg['custom_hooks'],
+                                      dict(type='InterruptHook', after_iter=crash_after)])
+    # mmengine loads a checkpoint to resume with torch's default weights_only
+    allow_mmengine_checkpoint_globals()
+    runner = Runner.from_cfg(Config(cfg)) if from_config else Runner(**cfg)
+    if crash_after is None:
+        runner.train()
+        return
     with pytest.raises(SimulatedCrash):
-        Runner(**crashing).train()
-    # a fresh seed: the sampler's must come from the checkpoint
-    allow_mmengine_checkpoint_globals()  # mmengine loads it with torch's default weights_only
-    Runner(**_toy_cfg(work_dir, exact_resume, resume=True)).train()
+        runner.train()
+
+
+def _toy_reference(work_dir, **kwargs):
+    _toy_train(_toy_cfg(work_dir, randomness=dict(seed=3), **kwargs))
     return read_train_records(work_dir)[0]
 
 
 @pytest.mark.parametrize('exact_resume', [True, False])
 def test_toy_mid_epoch_resume_needs_the_hook(exact_resume, tmp_path):
-    Runner(**_toy_cfg(tmp_path / 'reference', randomness=dict(seed=3))).train()
-    reference, _ = read_train_records(tmp_path / 'reference')
-    records = _toy_crash_and_resume(tmp_path / 'resumed', exact_resume)
+    reference = _toy_reference(tmp_path / 'reference')
+    work_dir = tmp_path / 'resumed'
+    _toy_train(_toy_cfg(work_dir, exact_resume, randomness=dict(seed=3)), crash_after=7)
+    # a fresh seed: the sampler's must come from the checkpoint
+    _toy_train(_toy_cfg(work_dir, exact_resume, resume=True))
+    records = read_train_records(work_dir)[0]
     same = all(records.get(i, {}).get('loss') == reference[i]['loss'] for i in range(7, 9))
     # mmengine alone would repeat epoch 2 from its first batch, in another order
     assert same == exact_resume
+
+
+def test_toy_second_interruption_in_a_resumed_epoch(tmp_path):
+    """A checkpoint saved in the rest of an epoch keeps the sampler's seed too."""
+    reference = _toy_reference(tmp_path / 'reference', checkpoint_interval=1)
+    work_dir = tmp_path / 'resumed'
+    _toy_train(_toy_cfg(work_dir, checkpoint_interval=1, randomness=dict(seed=3)),
+               crash_after=6)
+    _toy_train(_toy_cfg(work_dir, checkpoint_interval=1, resume=True), crash_after=7)
+    _toy_train(_toy_cfg(work_dir, checkpoint_interval=1, resume=True))
+    records = read_train_records(work_dir)[0]
+    assert [records[i]['loss'] for i in range(1, 9)] == [reference[i]['loss']
+                                                        for i in range(1, 9)]
+
+
+def test_toy_runner_without_loader_config_warns_and_restarts_the_epoch(tmp_path):
+    _toy_train(_toy_cfg(tmp_path, randomness=dict(seed=3)), crash_after=7)
+    _toy_train(_toy_cfg(tmp_path, resume=True), from_config=False)
+    records = read_train_records(tmp_path)[0]
+    assert max(records) == 10  # iteration 6 was 2 batches into epoch 2, trained again
+    logs = ''.join(path.read_text() for path in tmp_path.glob('*/*.log'))
+    assert 'Epoch 2 starts from its first batch: the config has no train_dataloader' in logs
 
 
 def test_toy_iteration_based_resume_restores_the_order(tmp_path):
@@ -179,13 +215,9 @@ def test_toy_iteration_based_resume_restores_the_order(tmp_path):
         cfg['train_dataloader']['num_workers'] = 1  # prefetches when the loop is built
         return cfg
 
-    Runner(**cfg(tmp_path / 'reference', randomness=dict(seed=3))).train()
-    crashing = cfg(tmp_path / 'resumed', randomness=dict(seed=3))
-    crashing['custom_hooks'].append(dict(type='InterruptHook', after_iter=4))
-    with pytest.raises(SimulatedCrash):
-        Runner(**crashing).train()
-    allow_mmengine_checkpoint_globals()
-    Runner(**cfg(tmp_path / 'resumed', resume=True)).train()
+    _toy_train(cfg(tmp_path / 'reference', randomness=dict(seed=3)))
+    _toy_train(cfg(tmp_path / 'resumed', randomness=dict(seed=3)), crash_after=4)
+    _toy_train(cfg(tmp_path / 'resumed', resume=True))
     reference, records = (read_train_records(tmp_path / name)[0]
                           for name in ('reference', 'resumed'))
     assert [records[i]['loss'] for i in range(4, 7)] == \

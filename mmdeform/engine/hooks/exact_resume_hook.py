@@ -1,3 +1,4 @@
+import copy
 import itertools
 
 import numpy as np
@@ -30,6 +31,8 @@ class ExactResumeHook(Hook):
     3. The place in the epoch: ``EpochBasedTrainLoop`` restarts a partly trained epoch from its
        first batch. Resumed in the middle of an epoch (iteration checkpoints), the batches already
        trained are left out of that epoch: their indices are drawn, the data is not loaded.
+       The loader of the rest of the epoch is built by ``Runner.build_dataloader`` from the
+       config's ``train_dataloader`` (a runner built without one restarts the epoch, warning).
 
     Not restored: the random streams of dataloader worker processes, which mmengine seeds from
     the seed, the rank and the worker id when they start; a run whose augmentation draws happen
@@ -65,11 +68,17 @@ class ExactResumeHook(Hook):
         _seed_iteration(runner, runner.iter)
         trained = self._batches_trained_in_epoch(runner)
         if trained:
+            rest_of_epoch = _without_first_batches(runner, trained)
+            if rest_of_epoch is None:
+                runner.logger.warning(
+                    f'Epoch {runner.epoch + 1} starts from its first batch: the config has no '
+                    'train_dataloader to rebuild the loader from, less the batches trained '
+                    'before the interruption')
+                return
             runner.logger.info(f'Resuming epoch {runner.epoch + 1} after its first {trained} '
                                'batches, which were trained before the interruption')
             self._full_epoch_dataloader = runner.train_loop.dataloader
-            runner.train_loop.dataloader = _without_first_batches(
-                self._full_epoch_dataloader, trained)
+            runner.train_loop.dataloader = rest_of_epoch
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         _seed_iteration(runner, runner.iter + 1)
@@ -120,20 +129,28 @@ class _FirstBatchesLeftOut:
     def __len__(self) -> int:
         return len(self.batch_sampler) - self.num_left_out
 
+    @property
+    def sampler(self):
+        """The sampler of the batches, whose seed a checkpoint of the resumed epoch saves."""
+        return self.batch_sampler.sampler
 
-def _without_first_batches(dataloader: DataLoader, num_batches: int) -> DataLoader:
-    """A loader of ``dataloader``'s data and batches, less the first ``num_batches`` batches."""
-    return DataLoader(
-        dataloader.dataset,
+
+def _without_first_batches(runner, num_batches: int):
+    """The training loader, rebuilt by ``runner.build_dataloader`` from the config's
+    ``train_dataloader`` with the loader's dataset and batches less the first ``num_batches``;
+    None where the config has no ``train_dataloader`` to rebuild it from."""
+    loader_cfg = runner.cfg.get('train_dataloader')
+    if not isinstance(loader_cfg, dict):
+        return None
+    dataloader = runner.train_loop.dataloader
+    loader_cfg = copy.deepcopy(loader_cfg)
+    # torch takes a batch sampler instead of these; the dataset is given built (and sliced)
+    for key in ('batch_size', 'shuffle', 'drop_last', 'num_batch_per_epoch'):
+        loader_cfg.pop(key, None)
+    loader_cfg.update(
+        dataset=dataloader.dataset,
+        sampler=dataloader.sampler,
         batch_sampler=_FirstBatchesLeftOut(dataloader.batch_sampler, num_batches),
-        num_workers=dataloader.num_workers,
-        collate_fn=dataloader.collate_fn,
-        pin_memory=dataloader.pin_memory,
-        timeout=dataloader.timeout,
-        worker_init_fn=dataloader.worker_init_fn,
-        multiprocessing_context=dataloader.multiprocessing_context,
         # its own generator: the uninterrupted run draws no worker seed from the global one here
-        generator=torch.Generator(),
-        prefetch_factor=dataloader.prefetch_factor,
-        pin_memory_device=dataloader.pin_memory_device,
-        in_order=dataloader.in_order)
+        generator=torch.Generator())
+    return runner.build_dataloader(loader_cfg, seed=runner.seed)
