@@ -4,17 +4,15 @@
 `--deterministic` (process-wide) stays out of the other tests."""
 import os
 import os.path as osp
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from mmengine.config import Config
 from mmengine.runner import Runner
 from tools_toy_modules import (SimulatedCrash, assert_same_iterations, dropout_mask,
-                               read_train_records, toy_runner_cfg)
+                               read_train_records, run_until_killed, toy_runner_cfg)
 
 import mmdeform.engine  # noqa: F401  (registers the hooks)
 from mmdeform.utils import allow_mmengine_checkpoint_globals, load_checkpoint_file
@@ -26,9 +24,9 @@ SEED = ['--seed', '5', '--deterministic']
 ITERS_PER_EPOCH = 4  # 8 images, batches of 2
 
 
-def _env():
+def _env(interrupt_after_iter=''):
     # one thread: runs compared bit for bit must split their reductions alike
-    return dict(os.environ, OMP_NUM_THREADS='1',
+    return dict(os.environ, OMP_NUM_THREADS='1', INTERRUPT_AFTER_ITER=interrupt_after_iter,
                 PYTHONPATH=os.pathsep.join([TOOLS_TESTS, os.environ.get('PYTHONPATH', '')]))
 
 
@@ -38,12 +36,18 @@ def _train_command(work_dir, data_root, *options, cfg_options=()):
             f'train_dataloader.dataset.data_root={data_root}', *cfg_options]
 
 
-def _train(work_dir, data_root, *options, cfg_options=(), returncode=0):
+def _train(work_dir, data_root, *options, cfg_options=(), returncode=0,
+           interrupt_after_iter=''):
     result = subprocess.run(_train_command(work_dir, data_root, *options,
                                            cfg_options=cfg_options),
-                            env=_env(), capture_output=True, text=True, timeout=600)
+                            env=_env(interrupt_after_iter), capture_output=True, text=True,
+                            timeout=600)
     assert result.returncode == returncode, result.stderr[-3000:]
     return result
+
+
+def _checkpoints(work_dir):
+    return sorted(name for name in os.listdir(work_dir) if name.endswith('.pth'))
 
 
 def _assert_same_weights(path, reference_path):
@@ -73,13 +77,11 @@ def reference(tiny_coco, tmp_path_factory):
 
 def test_resume_after_a_crash_continues_exactly(reference, tiny_coco, tmp_path):
     reference_dir, reference_records = reference
-    _train(tmp_path, tiny_coco, *SEED, returncode=1,
-           cfg_options=['default_hooks.interrupt.after_iter=5'])
+    _train(tmp_path, tiny_coco, *SEED, returncode=1, interrupt_after_iter='5')
     # the epoch-1 checkpoint (iteration 4) is the last; iteration 5 is lost
     assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'epoch_1.pth')
 
-    # No --seed: mmengine takes the run's seed from the checkpoint, but its sampler would
-    # shuffle with a fresh one.
+    # --seed left out and --deterministic given again: the config saved in the work dir has both
     _train(tmp_path, tiny_coco, '--resume', '--deterministic')
     records, saves = read_train_records(tmp_path)
     assert_same_iterations(records, reference_records, range(1, 9))
@@ -89,34 +91,29 @@ def test_resume_after_a_crash_continues_exactly(reference, tiny_coco, tmp_path):
 
 def test_sigkill_then_resume_mid_epoch_continues_exactly(reference, tiny_coco, tmp_path):
     reference_dir, reference_records = reference
-    every_3_iters = ['default_hooks.checkpoint.by_epoch=False',
-                     'default_hooks.checkpoint.interval=3']
-    # Killed after iteration 7: the last checkpoint is iteration 6, 2 batches into epoch 2.
-    process = subprocess.Popen(
-        _train_command(tmp_path, tiny_coco, *SEED, cfg_options=[
-            *every_3_iters, 'default_hooks.interrupt.after_iter=7',
-            'default_hooks.interrupt.wait_for_kill=True']),
-        env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    while not (tmp_path / 'waiting_for_kill').exists():
-        assert process.poll() is None, process.stderr.read()[-3000:]
-        assert time.monotonic() < deadline, 'the training did not reach iteration 7'
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    process.stderr.close()
-    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'iter_6.pth')
+    # A timed checkpoint after every iteration; killed after iteration 6, 2 batches into epoch 2.
+    run_until_killed(_train_command(tmp_path, tiny_coco, *SEED, cfg_options=[
+        'default_hooks.checkpoint.interval_minutes=1e-9']), _env('6,kill'), tmp_path)
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'timed_iter_6.pth')
+    assert _checkpoints(tmp_path) == ['epoch_1.pth', 'timed_iter_6.pth']
     with open(tmp_path / 'train_record_rank0.jsonl') as f:
         records_before_resume = len(f.readlines())
 
-    _train(tmp_path, tiny_coco, '--resume', *SEED, cfg_options=every_3_iters)
+    # The config saved in the work dir has the first command line's settings: given again,
+    # they must agree with it; left out, they are kept.
+    refused = _train(tmp_path, tiny_coco, '--resume', returncode=1,
+                     cfg_options=['default_hooks.checkpoint.interval_minutes=5'])
+    assert 'default_hooks.checkpoint.interval_minutes: 1e-09 in the saved config, 5 on the ' \
+        'command line' in refused.stderr
+    _train(tmp_path, tiny_coco, '--resume')
     with open(tmp_path / 'train_record_rank0.jsonl') as f:
         resumed_iterations = [line for line in f.readlines()[records_before_resume:]
                               if '"iter"' in line]
     assert len(resumed_iterations) == 2  # iterations 7 and 8 only: just the lost work again
     records, _ = read_train_records(tmp_path)
     assert_same_iterations(records, reference_records, range(1, 9))
-    _assert_same_weights(tmp_path / 'iter_8.pth', reference_dir / 'epoch_2.pth')
+    _assert_same_weights(tmp_path / 'epoch_2.pth', reference_dir / 'epoch_2.pth')
+    assert _checkpoints(tmp_path) == ['epoch_1.pth', 'epoch_2.pth']
     assert not [name for name in os.listdir(tmp_path) if name.endswith('.partial')]
 
 
