@@ -117,8 +117,10 @@ def load_run_config(args) -> Config:
 # The config key that lists the keys the command line set (options, --seed, --amp, ...): a
 # resumed run may leave these out, the saved config remembers them.
 COMMAND_LINE_KEY = 'command_line_settings'
-# Keys that belong to one process launch, not to the training: never compared.
-_LAUNCH_KEYS = ('launcher', 'work_dir', 'resume', 'load_from', COMMAND_LINE_KEY)
+# Keys that belong to one launch of a tool, not to the training: never compared, and taken from
+# the command line (train.py sets resume and load_from from --resume).
+_LAUNCH_KEYS = ('launcher', 'work_dir', 'experiment_name', 'resume', 'load_from',
+                COMMAND_LINE_KEY)
 
 
 def record_command_line_settings(cfg: Config, config_path: str) -> None:
@@ -133,8 +135,8 @@ def config_to_resume(cfg: Config, config_path: str) -> Config:
 
     The saved config already has the settings of the first run's command line. ``cfg`` (the
     config file ``config_path`` with this command line applied) must agree with it, except
-    where the first command line set what this one leaves out; ``launcher`` and ``work_dir``
-    come from ``cfg``.
+    where the first command line set what this one leaves out. The keys of this launch
+    (``launcher``, ``work_dir``, ``experiment_name``...) come from ``cfg``.
 
     Raises:
         ValueError: naming each key where ``cfg`` differs, with both values and whether the
@@ -160,7 +162,10 @@ def config_to_resume(cfg: Config, config_path: str) -> Config:
             f'with {config_path} as it was (its settings are in {saved_path}), or train in '
             'another work dir.')
     print_log(f'Resuming with the config saved in {saved_path}', logger='current')
-    saved.launcher, saved.work_dir = cfg.launcher, cfg.work_dir
+    for key in _LAUNCH_KEYS:
+        saved.pop(key, None)
+        if key in cfg:
+            saved[key] = cfg[key]
     return saved
 
 

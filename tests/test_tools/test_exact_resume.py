@@ -92,8 +92,11 @@ def test_resume_after_a_crash_continues_exactly(reference, tiny_coco, tmp_path):
 def test_sigkill_then_resume_mid_epoch_continues_exactly(reference, tiny_coco, tmp_path):
     reference_dir, reference_records = reference
     # A timed checkpoint after every iteration; killed after iteration 6, 2 batches into epoch 2.
+    # The data loaded (and randomly flipped) in 2 worker processes, the reference's in the main
+    # process: each batch is loaded with its own seed wherever it is loaded.
     run_until_killed(_train_command(tmp_path, tiny_coco, *SEED, cfg_options=[
-        'default_hooks.checkpoint.interval_minutes=1e-9']), _env('6,kill'), tmp_path)
+        'default_hooks.checkpoint.interval_minutes=1e-9', 'train_dataloader.num_workers=2']),
+        _env('6,kill'), tmp_path)
     assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'timed_iter_6.pth')
     assert _checkpoints(tmp_path) == ['epoch_1.pth', 'timed_iter_6.pth']
     with open(tmp_path / 'train_record_rank0.jsonl') as f:
@@ -118,7 +121,7 @@ def test_sigkill_then_resume_mid_epoch_continues_exactly(reference, tiny_coco, t
 
 
 def test_seeded_deterministic_runs_are_bit_identical(tiny_coco, tmp_path):
-    # Data loading in a worker process, which mmengine seeds from the seed: two runs at once.
+    # Data loading in a worker process, each batch seeded for its iteration: two runs at once.
     work_dirs = [tmp_path / 'first', tmp_path / 'second']
     processes = [
         subprocess.Popen(_train_command(work_dir, tiny_coco, *SEED,
@@ -200,7 +203,8 @@ def test_toy_runner_without_loader_config_warns_and_restarts_the_epoch(tmp_path)
     records = read_train_records(tmp_path)[0]
     assert max(records) == 10  # iteration 6 was 2 batches into epoch 2, trained again
     logs = ''.join(path.read_text() for path in tmp_path.glob('*/*.log'))
-    assert 'Epoch 2 starts from its first batch: the config has no train_dataloader' in logs
+    assert 'The config has no train_dataloader to rebuild the training loader from: a partly ' \
+        'trained epoch starts from its first batch' in logs
 
 
 def test_toy_iteration_based_resume_restores_the_order(tmp_path):
