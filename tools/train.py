@@ -93,6 +93,11 @@ def main():
         runner = RUNNERS.build(cfg)
 
     runner.train()
+    if torch.distributed.is_initialized():
+        # The processes leave together: one that exits while another still works (the first
+        # saves the last checkpoint) can abort in gloo (pytorch/pytorch#190489).
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == '__main__':

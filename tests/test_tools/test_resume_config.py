@@ -44,7 +44,8 @@ def test_resume_reuses_the_saved_config(tmp_path):
     config = _write_config(tmp_path)
     first = _start(config, tmp_path / 'work', *FIRST_RUN)
     assert first.command_line_settings == [
-        'optim_wrapper.optimizer.lr', 'randomness.seed', 'train_dataloader.dataset.num_samples']
+        'optim_wrapper.optimizer.lr', 'randomness.seed', 'runner_type',
+        'train_dataloader.dataset.num_samples']
     for argv in [(), FIRST_RUN, ('--cfg-options', 'optim_wrapper.optimizer.lr=0.5')]:
         cfg = config_to_resume(_run_config(config, tmp_path / 'work', *argv), config)
         assert cfg.optim_wrapper.optimizer.lr == 0.5

@@ -198,7 +198,7 @@ def _rebuilt_with(runner, batches: _SeededBatches):
     for key in ('batch_size', 'shuffle', 'drop_last', 'num_batch_per_epoch'):
         loader_cfg.pop(key, None)
     loader_cfg.update(
-        dataset=runner.train_dataloader.dataset, sampler=batches.sampler, batch_sampler=batches,
+        dataset=runner.train_dataloader.dataset, sampler=None, batch_sampler=batches,
         # its own generator: no worker seed drawn from the global one when an epoch starts,
         # where a resumed run starts in the middle of an epoch
         generator=torch.Generator())
