@@ -9,7 +9,8 @@ from mmengine.logging import print_log
 from mmengine.runner import Runner
 
 from mmdeform.registry import RUNNERS
-from mmdeform.utils import (add_run_arguments, load_run_config, parse_run_arguments,
+from mmdeform.utils import (add_run_arguments, config_to_resume, load_run_config,
+                            parse_run_arguments, record_command_line_settings,
                             setup_cpu_distributed)
 
 
@@ -30,8 +31,8 @@ def parse_args():
         nargs='?',
         type=str,
         const='auto',
-        help='If specify checkpoint path, resume from it, while if not specify, try to auto '
-        'resume from the latest checkpoint in the work directory.')
+        help='resume from this checkpoint or, without one, from the latest in the work '
+        'directory, with the config saved there (options given again must match it)')
     add_run_arguments(parser)
     args = parse_run_arguments(parser)
     if args.resume not in (None, 'auto') and '://' not in args.resume \
@@ -68,6 +69,12 @@ def main():
             raise RuntimeError('Can not find "auto_scale_lr" or "auto_scale_lr.enable" or '
                                '"auto_scale_lr.base_batch_size" in your configuration file.')
 
+    if args.resume is not None:
+        try:
+            cfg = config_to_resume(cfg, args.config)
+        except ValueError as error:
+            raise SystemExit(f'error: {error}')
+
     # resume is determined in this priority: resume from > auto_resume
     if args.resume == 'auto':
         cfg.resume = True
@@ -77,6 +84,7 @@ def main():
         cfg.load_from = args.resume
 
     setup_cpu_distributed(cfg)
+    record_command_line_settings(cfg, args.config)  # for a later --resume
 
     # build the runner from config
     if 'runner_type' not in cfg:
@@ -85,6 +93,11 @@ def main():
         runner = RUNNERS.build(cfg)
 
     runner.train()
+    if torch.distributed.is_initialized():
+        # The processes leave together: one that exits while another still works (the first
+        # saves the last checkpoint) can abort in gloo (pytorch/pytorch#190489).
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == '__main__':

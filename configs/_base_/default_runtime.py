@@ -5,7 +5,10 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=50),
     param_scheduler=dict(type='ParamSchedulerHook'),
     # Crash-safe saving: a killed run leaves complete checkpoints and a valid last_checkpoint.
-    checkpoint=dict(type='mmdeform.AtomicCheckpointHook', interval=1),
+    # Besides each epoch's, a checkpoint timed_iter_N.pth every `interval_minutes` (the newest
+    # only, while newer than the last epoch's): a killed run resumed with --resume loses at
+    # most about that much training. None: no timed checkpoints.
+    checkpoint=dict(type='mmdeform.AtomicCheckpointHook', interval=1, interval_minutes=30),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='DetVisualizationHook'),
     # --resume continues as if never stopped: sampler seed, random streams, place in the epoch.

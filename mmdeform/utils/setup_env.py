@@ -114,6 +114,83 @@ def load_run_config(args) -> Config:
     return cfg
 
 
+# The config key that lists the keys the command line set (options, --seed, --amp, ...): a
+# resumed run may leave these out, the saved config remembers them.
+COMMAND_LINE_KEY = 'command_line_settings'
+# Keys that belong to one launch of a tool, not to the training: never compared, and taken from
+# the command line (train.py sets resume and load_from from --resume).
+_LAUNCH_KEYS = ('launcher', 'work_dir', 'experiment_name', 'resume', 'load_from',
+                COMMAND_LINE_KEY)
+
+
+def record_command_line_settings(cfg: Config, config_path: str) -> None:
+    """Write into ``cfg`` which of its keys differ from ``config_path``'s: the saved config of
+    the run then tells them from later changes of the file (see :func:`config_to_resume`)."""
+    cfg[COMMAND_LINE_KEY] = sorted(_differences(Config.fromfile(config_path), cfg))
+
+
+def config_to_resume(cfg: Config, config_path: str) -> Config:
+    """The config of a resumed run: the one the run saved in its work dir, where there is one,
+    else ``cfg``.
+
+    The saved config already has the settings of the first run's command line. ``cfg`` (the
+    config file ``config_path`` with this command line applied) must agree with it, except
+    where the first command line set what this one leaves out. The keys of this launch
+    (``launcher``, ``work_dir``, ``experiment_name``...) come from ``cfg``.
+
+    Raises:
+        ValueError: naming each key where ``cfg`` differs, with both values and whether the
+            command line or the config file gives it.
+    """
+    saved_path = osp.join(cfg.work_dir, osp.basename(config_path))
+    if not osp.isfile(saved_path):
+        print_log(f'No config saved in {cfg.work_dir}: resuming with {config_path} and the '
+                  'command line', logger='current')
+        return cfg
+    saved = Config.fromfile(saved_path)
+    set_before = set(saved.get(COMMAND_LINE_KEY, ()))
+    set_now = set(_differences(Config.fromfile(config_path), cfg))
+    refused = [
+        f'  {key}: {saved_value!r} in the saved config, {value!r} '
+        + ('on the command line' if key in set_now else f'in {config_path}')
+        for key, (saved_value, value) in _differences(saved, cfg).items()
+        if key in set_now or key not in set_before]
+    if refused:
+        raise ValueError(
+            f'--resume: the run in {cfg.work_dir} was started with another config than the '
+            f'one given, at:\n' + '\n'.join(refused) + '\nResume without these options and '
+            f'with {config_path} as it was (its settings are in {saved_path}), or train in '
+            'another work dir.')
+    print_log(f'Resuming with the config saved in {saved_path}', logger='current')
+    for key in _LAUNCH_KEYS:
+        saved.pop(key, None)
+        if key in cfg:
+            saved[key] = cfg[key]
+    return saved
+
+
+def _differences(cfg: Config, other: Config) -> dict:
+    """{dotted key: (value in ``cfg``, value in ``other``)} where they differ, to the leaves
+    of nested dicts and lists; launch keys left out, a key set to None as good as unset."""
+    flat, other_flat = _flat(cfg.to_dict()), _flat(other.to_dict())
+    differences = {}
+    for key in sorted(flat.keys() | other_flat.keys()):
+        value, other_value = flat.get(key), other_flat.get(key)
+        if value != other_value and key.split('.')[0] not in _LAUNCH_KEYS:
+            differences[key] = value, other_value
+    return differences
+
+
+def _flat(value, key: str = '') -> dict:
+    """{dotted key: leaf} of nested dicts and lists (a list item's key is its index)."""
+    items = value.items() if isinstance(value, dict) else \
+        enumerate(value) if isinstance(value, (list, tuple)) else ()
+    flat = {}
+    for name, item in items:
+        flat.update(_flat(item, f'{key}.{name}' if key else str(name)))
+    return flat or {key: value}  # a leaf, or an empty dict or list
+
+
 def _apply_randomness_arguments(cfg: Config, args) -> None:
     """--seed and --deterministic into mmengine's ``randomness`` (``Runner.set_randomness``)."""
     if args.seed is None and not args.deterministic:

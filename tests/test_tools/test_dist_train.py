@@ -8,7 +8,8 @@ import sys
 
 import pytest
 import torch
-from tools_toy_modules import assert_same_iterations, dropout_mask, read_train_records
+from tools_toy_modules import (assert_same_iterations, dropout_mask, read_train_records,
+                               run_until_killed)
 
 from mmdeform.utils import load_checkpoint_file
 
@@ -24,18 +25,27 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _dist_train(work_dir, data_root, *options, cfg_options=(), returncode=0):
+def _dist_env(interrupt_after_iter=''):
+    return dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1',
+                INTERRUPT_AFTER_ITER=interrupt_after_iter,
+                PYTHONPATH=os.pathsep.join([TOOLS_TESTS, os.environ.get('PYTHONPATH', '')]))
+
+
+def _dist_train_command(work_dir, data_root, *options, cfg_options=()):
     """2 epochs of the tiny detector in 2 processes, seeded and deterministic; every image
     resized to 64x64 so that both processes' dropout masks have the same shape."""
-    env = dict(os.environ, PYTHON=sys.executable, PORT=str(_free_port()), OMP_NUM_THREADS='1',
-               PYTHONPATH=os.pathsep.join([TOOLS_TESTS, os.environ.get('PYTHONPATH', '')]))
+    return ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'),
+            osp.join(TOOLS_TESTS, 'tiny_detr_config.py'), '2', '--work-dir', str(work_dir),
+            '--seed', '0', '--deterministic', *options, '--cfg-options',
+            f'train_dataloader.dataset.data_root={data_root}',
+            'train_dataloader.dataset.pipeline.3.keep_ratio=False', *cfg_options]
+
+
+def _dist_train(work_dir, data_root, *options, cfg_options=(), returncode=0,
+                interrupt_after_iter=''):
     result = subprocess.run(
-        ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'),
-         osp.join(TOOLS_TESTS, 'tiny_detr_config.py'), '2', '--work-dir', str(work_dir),
-         '--seed', '0', '--deterministic', *options, '--cfg-options',
-         f'train_dataloader.dataset.data_root={data_root}',
-         'train_dataloader.dataset.pipeline.3.keep_ratio=False', *cfg_options],
-        env=env, capture_output=True, text=True, timeout=600)
+        _dist_train_command(work_dir, data_root, *options, cfg_options=cfg_options),
+        env=_dist_env(interrupt_after_iter), capture_output=True, text=True, timeout=600)
     assert result.returncode == returncode, result.stderr[-3000:]
     return result
 
@@ -87,13 +97,33 @@ def test_two_process_resume_continues_exactly(reference, tiny_coco, tmp_path):
     """Interrupted after iteration 3 (the epoch-1 checkpoint is the last), then resumed: both
     processes repeat iteration 3 and train 4 as the uninterrupted run did, bit for bit."""
     reference_dir, _, reference_records = reference
-    _dist_train(tmp_path, tiny_coco, cfg_options=['default_hooks.interrupt.after_iter=3'],
-                returncode=1)
+    _dist_train(tmp_path, tiny_coco, interrupt_after_iter='3', returncode=1)
     assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'epoch_1.pth')
     _dist_train(tmp_path, tiny_coco, '--resume')
     for rank in (0, 1):
         assert_same_iterations(read_train_records(tmp_path, rank)[0],
                                reference_records[rank][0], ITERATIONS)
+    state, reference_state = (load_checkpoint_file(path / 'epoch_2.pth')['state_dict']
+                              for path in (tmp_path, reference_dir))
+    assert all(torch.equal(state[name], weight) for name, weight in reference_state.items())
+
+
+def test_two_process_sigkill_mid_epoch_then_resume_continues_exactly(reference, tiny_coco,
+                                                                     tmp_path):
+    """Timed checkpoints after every iteration (the first process decides when, for both);
+    both processes killed after iteration 3, 1 batch into epoch 2, then resumed."""
+    reference_dir, _, reference_records = reference
+    every_iteration = ['default_hooks.checkpoint.interval_minutes=1e-9']
+    run_until_killed(_dist_train_command(tmp_path, tiny_coco, cfg_options=every_iteration),
+                     _dist_env('3,kill'), tmp_path, num_processes=2)
+    assert (tmp_path / 'last_checkpoint').read_text() == str(tmp_path / 'timed_iter_3.pth')
+    # saved by the first process, after iterations 1, 2 (then the epoch's) and 3
+    assert read_train_records(tmp_path, 0)[1] == [
+        dict(saved_iter=i, rank=0) for i in (1, 2, 2, 3)]
+    _dist_train(tmp_path, tiny_coco, '--resume')  # the saved config has every_iteration
+    for rank in (0, 1):
+        records = read_train_records(tmp_path, rank)[0]
+        assert_same_iterations(records, reference_records[rank][0], ITERATIONS)
     state, reference_state = (load_checkpoint_file(path / 'epoch_2.pth')['state_dict']
                               for path in (tmp_path, reference_dir))
     assert all(torch.equal(state[name], weight) for name, weight in reference_state.items())

@@ -11,6 +11,7 @@ from glob import glob
 import pytest
 import torch
 from tools_loader import load_tool, run_tool
+from tools_toy_modules import SimulatedCrash
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOY_CONFIG = osp.join(osp.dirname(osp.abspath(__file__)), 'toy_config.py')
@@ -91,13 +92,17 @@ def test_missing_files_as_subprocess(tool, argv, missing, tmp_path):
 def test_train_resume_amp_and_test(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default work dir is ./work_dirs/CONFIG_NAME
     work_dir = tmp_path / 'work_dirs' / 'toy_config'
-    run_tool(train_tool, monkeypatch, TOY_CONFIG)
+    # --amp without CUDA trains with bfloat16 autocast; interrupted in epoch 2
+    monkeypatch.setenv('INTERRUPT_AFTER_ITER', '5')
+    with pytest.raises(SimulatedCrash):
+        run_tool(train_tool, monkeypatch, TOY_CONFIG, '--amp', '--cfg-options',
+                 'train_cfg.max_epochs=2')
     assert (work_dir / 'epoch_1.pth').is_file()
+    monkeypatch.delenv('INTERRUPT_AFTER_ITER')
 
-    # --resume without a path continues from the latest checkpoint (under weights_only=True);
-    # --amp without CUDA trains with bfloat16 autocast.
-    run_tool(train_tool, monkeypatch, TOY_CONFIG, '--resume', '--amp', '--cfg-options',
-         'train_cfg.max_epochs=2')
+    # --resume without a path continues from the latest checkpoint (under weights_only=True),
+    # with the config saved in the work dir: --amp and the options need not be given again.
+    run_tool(train_tool, monkeypatch, TOY_CONFIG, '--resume')
     assert (work_dir / 'epoch_2.pth').is_file()
     resumed = torch.load(work_dir / 'epoch_2.pth')
     assert resumed['meta']['epoch'] == 2

@@ -47,5 +47,5 @@ param_scheduler = [
 default_hooks = dict(
     logger=dict(interval=1),
     record=dict(type='TrainRecordHook'),
-    # tests interrupt a run with --cfg-options default_hooks.interrupt.after_iter=N
-    interrupt=dict(type='InterruptHook', after_iter=None))
+    # tests interrupt a run with the environment variable INTERRUPT_AFTER_ITER=N[,kill]
+    interrupt=dict(type='InterruptHook'))

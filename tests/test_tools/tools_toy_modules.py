@@ -4,6 +4,8 @@ import base64
 import json
 import os
 import os.path as osp
+import signal
+import subprocess
 import time
 import uuid
 
@@ -18,6 +20,7 @@ from PIL import Image
 from torch import nn
 
 from mmdeform.registry import DATASETS, HOOKS, METRICS, MODELS
+from mmdeform.utils import atomic_write
 
 
 @MODELS.register_module(force=True)
@@ -176,6 +179,25 @@ def assert_same_iterations(records, reference_records, iterations):
                 (iteration, key)
 
 
+def run_until_killed(command, env, work_dir, num_processes=1, timeout=600):
+    """Run ``command``, a training of ``num_processes`` processes whose InterruptHook waits for
+    the kill, and SIGKILL them all once they wait (as a preempted job is), the launcher too."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    waiting = [osp.join(work_dir, f'waiting_for_kill_rank{rank}')
+               for rank in range(num_processes)]
+    deadline = time.monotonic() + timeout
+    with process:
+        while not all(osp.exists(path) for path in waiting):
+            assert process.poll() is None, process.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, 'the training did not reach the interruption'
+            time.sleep(0.2)
+        for path in waiting:  # torchrun starts each in a session of its own
+            with open(path) as f:
+                os.kill(int(f.read()), signal.SIGKILL)
+        os.killpg(process.pid, signal.SIGKILL)
+
+
 class SimulatedCrash(Exception):
     """Raised by InterruptHook."""
 
@@ -183,12 +205,20 @@ class SimulatedCrash(Exception):
 @HOOKS.register_module(force=True)
 class InterruptHook(Hook):
     """Interrupts the training after iteration ``after_iter`` (counted from 1, after any
-    checkpoint of that iteration; None: never): raises SimulatedCrash or, with
-    ``wait_for_kill``, creates ``WORK_DIR/waiting_for_kill`` and sleeps until killed."""
+    checkpoint of that iteration): raises SimulatedCrash or, with ``wait_for_kill``, writes its
+    process id into ``WORK_DIR/waiting_for_kill_rank{RANK}`` and sleeps until killed.
+
+    ``after_iter`` None: the environment variable INTERRUPT_AFTER_ITER (``N``, or ``N,kill``
+    to wait for the kill) says when, if set: a setting of one launch of tools/train.py, where
+    ``--cfg-options`` would stay in the config that ``--resume`` reuses.
+    """
 
     priority = 'LOWEST'
 
-    def __init__(self, after_iter, wait_for_kill=False):
+    def __init__(self, after_iter=None, wait_for_kill=False):
+        if after_iter is None and os.environ.get('INTERRUPT_AFTER_ITER'):
+            after_iter, _, kill = os.environ['INTERRUPT_AFTER_ITER'].partition(',')
+            after_iter, wait_for_kill = int(after_iter), kill == 'kill'
         self.after_iter = after_iter
         self.wait_for_kill = wait_for_kill
 
@@ -197,7 +227,9 @@ class InterruptHook(Hook):
             return
         if not self.wait_for_kill:
             raise SimulatedCrash(f'interrupted after iteration {self.after_iter}')
-        open(osp.join(runner.work_dir, 'waiting_for_kill'), 'w').close()
+        with atomic_write(osp.join(runner.work_dir, f'waiting_for_kill_rank{get_rank()}'),
+                          'w') as f:
+            f.write(str(os.getpid()))
         time.sleep(600)
 
 

@@ -26,3 +26,5 @@ auto_scale_lr = dict(enable=False, base_batch_size=2)
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=1),
     checkpoint=dict(interval=1, save_best='toy/mean', rule='greater'))
+# tests interrupt a run with the environment variable INTERRUPT_AFTER_ITER=N[,kill]
+custom_hooks = [dict(type='InterruptHook')]

@@ -1,4 +1,8 @@
+import copy
+import functools
 import itertools
+import random
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -8,6 +12,9 @@ from mmengine.runner import EpochBasedTrainLoop, IterBasedTrainLoop, set_random_
 from torch.utils.data import DataLoader
 
 from mmdeform.registry import HOOKS
+
+# The random streams seeded from the run's seed, the rank and the iteration.
+_MODEL_STREAM, _DATA_STREAM = 0, 1
 
 
 @HOOKS.register_module()
@@ -21,21 +28,26 @@ class ExactResumeHook(Hook):
        ``randomness.seed`` (and always with ``diff_rank_seed=True``). It is saved in the
        checkpoint's meta as ``sampler_seed`` and given back to the sampler on resume (and
        ``IterBasedTrainLoop``'s iterator, which drew indices when it was built, is rebuilt).
-    2. The random streams of the process (dropout; the data pipeline when ``num_workers=0``),
-       which carry whatever set-up, validation and the interruption drew from them. Instead,
-       each iteration starts from seeds derived from the run's seed, the process's rank and the
-       iteration, so the draws depend on nothing else, and each process draws its own (the
-       authors seed with seed + rank; one seed for all would give every GPU the same dropout
-       masks and augmentations).
+    2. The random streams (dropout; the data pipeline, in the main process or in dataloader
+       workers), which carry whatever set-up, validation, earlier batches of a worker and the
+       interruption drew from them. Instead, each iteration starts from seeds derived from the
+       run's seed, the process's rank and the iteration, so the draws depend on nothing else,
+       and each process draws its own (the authors seed with seed + rank; one seed for all would
+       give every GPU the same dropout masks and augmentations). Each batch is loaded with
+       python's, numpy's and torch's generators seeded for it, wherever it is loaded, and leaves
+       the streams of the process that loads it as they were: the draws do not depend on
+       ``num_workers`` either.
     3. The place in the epoch: ``EpochBasedTrainLoop`` restarts a partly trained epoch from its
-       first batch. Resumed in the middle of an epoch (iteration checkpoints), the batches already
-       trained are left out of that epoch: their indices are drawn, the data is not loaded.
+       first batch. Resumed in the middle of an epoch (iteration or timed checkpoints), the
+       batches already trained are left out of that epoch: their indices are drawn, the data is
+       not loaded.
 
-    Not restored: the random streams of dataloader worker processes, which mmengine seeds from
-    the seed, the rank and the worker id when they start; a run whose augmentation draws happen
-    in workers resumes with the exact data order but other augmentation draws.
-    ``IterBasedTrainLoop`` replays (loads) the trained batches itself, which restores the order
-    but makes the main process draw numbers for them.
+    For 2 and 3, the training loader of an ``EpochBasedTrainLoop`` is rebuilt by
+    ``Runner.build_dataloader`` from the config's ``train_dataloader``, with the loader's dataset
+    and a batch sampler that does both; a runner built without that config keeps its loader,
+    with a warning: a partly trained epoch then starts from its first batch, and the data is
+    loaded with the streams as they are. ``IterBasedTrainLoop`` replays (loads) the trained
+    batches itself, which restores the order but makes the main process draw numbers for them.
     """
 
     # after DistSamplerSeedHook has set the sampler's epoch, before the checkpoint hook saves
@@ -43,7 +55,7 @@ class ExactResumeHook(Hook):
 
     def __init__(self) -> None:
         self._resumed_sampler_seed = None
-        self._full_epoch_dataloader = None
+        self._batches = None
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         sampler = _train_sampler(runner.train_dataloader)
@@ -60,31 +72,33 @@ class ExactResumeHook(Hook):
             loop = runner.train_loop
             if isinstance(loop, IterBasedTrainLoop):  # its iterator may have drawn indices
                 loop.dataloader_iterator = type(loop.dataloader_iterator)(loop.dataloader)
+        if isinstance(runner.train_loop, EpochBasedTrainLoop):
+            dataloader = _rebuilt_with(
+                runner, _SeededBatches(runner.train_dataloader.batch_sampler, runner.seed))
+            if dataloader is None:
+                runner.logger.warning(
+                    'The config has no train_dataloader to rebuild the training loader from: '
+                    'a partly trained epoch starts from its first batch, and the data is loaded '
+                    'with the random streams as they are')
+                return
+            runner.train_loop.dataloader = dataloader
+            self._batches = dataloader.batch_sampler  # build_dataloader copied the config
 
     def before_train_epoch(self, runner) -> None:
         _seed_iteration(runner, runner.iter)
+        if self._batches is None:
+            return
         trained = self._batches_trained_in_epoch(runner)
         if trained:
             runner.logger.info(f'Resuming epoch {runner.epoch + 1} after its first {trained} '
                                'batches, which were trained before the interruption')
-            self._full_epoch_dataloader = runner.train_loop.dataloader
-            runner.train_loop.dataloader = _without_first_batches(
-                self._full_epoch_dataloader, trained)
+        self._batches.start_epoch(first_iteration=runner.iter - trained, num_left_out=trained)
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
         _seed_iteration(runner, runner.iter + 1)
 
-    def after_train_epoch(self, runner) -> None:
-        if self._full_epoch_dataloader is not None:
-            runner.train_loop.dataloader = self._full_epoch_dataloader
-            self._full_epoch_dataloader = None
-
-    @staticmethod
-    def _batches_trained_in_epoch(runner) -> int:
-        loop = runner.train_loop
-        if not isinstance(loop, EpochBasedTrainLoop):
-            return 0
-        epoch_length = len(loop.dataloader)
+    def _batches_trained_in_epoch(self, runner) -> int:
+        epoch_length = len(self._batches.batch_sampler)
         trained = runner.iter - runner.epoch * epoch_length
         if not 0 <= trained <= epoch_length:
             runner.logger.warning(
@@ -100,40 +114,96 @@ def _train_sampler(dataloader: DataLoader):
     return getattr(dataloader.batch_sampler, 'sampler', dataloader.sampler)
 
 
+def _stream_seed(seed: int, rank: int, iteration: int, stream: int) -> int:
+    """The seed of a random stream of an iteration in the process of ``rank``."""
+    return int(np.random.SeedSequence([seed, rank, iteration, stream]).generate_state(1)[0])
+
+
 def _seed_iteration(runner, iteration: int) -> None:
-    """Seed python's, numpy's and torch's generators from the run's seed, the rank of this
-    process and ``iteration``."""
-    entropy = np.random.SeedSequence([runner.seed, get_rank(), iteration]).generate_state(1)[0]
-    set_random_seed(int(entropy))
+    """Seed python's, numpy's and torch's generators for the model's draws in ``iteration``."""
+    set_random_seed(_stream_seed(runner.seed, get_rank(), iteration, _MODEL_STREAM))
 
 
-class _FirstBatchesLeftOut:
-    """A batch sampler's batches, less the first ``num_left_out``."""
+class _SeededBatch(list):
+    """A batch's dataset indices and the seed to load them with (sent to a loader worker)."""
 
-    def __init__(self, batch_sampler, num_left_out: int) -> None:
+    def __init__(self, indices, seed: int) -> None:
+        super().__init__(indices)
+        self.seed = seed
+
+
+class _SeededBatches:
+    """A batch sampler's batches as :class:`_SeededBatch` es, each seeded for its iteration,
+    less the first ``num_left_out`` of the epoch (set by :meth:`start_epoch`)."""
+
+    def __init__(self, batch_sampler, seed: int) -> None:
         self.batch_sampler = batch_sampler
+        self.seed = seed
+        self.rank = get_rank()
+        self.first_iteration = 0
+        self.num_left_out = 0
+
+    def start_epoch(self, first_iteration: int, num_left_out: int) -> None:
+        """The epoch's first batch is that of ``first_iteration``; leave out ``num_left_out``."""
+        self.first_iteration = first_iteration
         self.num_left_out = num_left_out
 
+    @property
+    def sampler(self):
+        """The sampler of the batches, whose epoch and seed the hooks set and save."""
+        return self.batch_sampler.sampler
+
     def __iter__(self):
-        return itertools.islice(iter(self.batch_sampler), self.num_left_out, None)
+        batches = itertools.islice(enumerate(self.batch_sampler, self.first_iteration),
+                                   self.num_left_out, None)
+        for iteration, indices in batches:
+            yield _SeededBatch(indices,
+                               _stream_seed(self.seed, self.rank, iteration, _DATA_STREAM))
 
     def __len__(self) -> int:
         return len(self.batch_sampler) - self.num_left_out
 
 
-def _without_first_batches(dataloader: DataLoader, num_batches: int) -> DataLoader:
-    """A loader of ``dataloader``'s data and batches, less the first ``num_batches`` batches."""
-    return DataLoader(
-        dataloader.dataset,
-        batch_sampler=_FirstBatchesLeftOut(dataloader.batch_sampler, num_batches),
-        num_workers=dataloader.num_workers,
-        collate_fn=dataloader.collate_fn,
-        pin_memory=dataloader.pin_memory,
-        timeout=dataloader.timeout,
-        worker_init_fn=dataloader.worker_init_fn,
-        multiprocessing_context=dataloader.multiprocessing_context,
-        # its own generator: the uninterrupted run draws no worker seed from the global one here
-        generator=torch.Generator(),
-        prefetch_factor=dataloader.prefetch_factor,
-        pin_memory_device=dataloader.pin_memory_device,
-        in_order=dataloader.in_order)
+@contextmanager
+def _random_streams_seeded(seed: int):
+    """Seed python's, numpy's and torch's CPU generators for the block (the data pipeline's),
+    and restore their states after it."""
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng(devices=[]):
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.default_generator.manual_seed(seed)  # torch.manual_seed would seed CUDA too
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
+def _load_seeded(dataset, batch: _SeededBatch) -> list:
+    """The samples of ``batch``, loaded with the random streams seeded by its seed."""
+    with _random_streams_seeded(batch.seed):
+        return [dataset[index] for index in batch]
+
+
+def _rebuilt_with(runner, batches: _SeededBatches):
+    """The training loader, rebuilt by ``runner.build_dataloader`` from the config's
+    ``train_dataloader`` with (copies of) the loader's dataset and ``batches``, each batch
+    loaded with its seed; None where the config has no ``train_dataloader``."""
+    loader_cfg = runner.cfg.get('train_dataloader')
+    if not isinstance(loader_cfg, dict):
+        return None
+    loader_cfg = copy.copy(loader_cfg)
+    # torch takes a batch sampler instead of these; the dataset is given built (and sliced)
+    for key in ('batch_size', 'shuffle', 'drop_last', 'num_batch_per_epoch'):
+        loader_cfg.pop(key, None)
+    loader_cfg.update(
+        dataset=runner.train_dataloader.dataset, sampler=None, batch_sampler=batches,
+        # its own generator: no worker seed drawn from the global one when an epoch starts,
+        # where a resumed run starts in the middle of an epoch
+        generator=torch.Generator())
+    dataloader = runner.build_dataloader(loader_cfg, seed=runner.seed)
+    dataset = dataloader.dataset
+    # torch's loader loads a batch by `dataset.__getitems__(batch)`, where there is one
+    dataset.__getitems__ = functools.partial(_load_seeded, dataset)
+    return dataloader
