@@ -18,7 +18,7 @@ KEPT = {
     ('TASK_UTILS', 'HungarianAssigner'), ('TASK_UTILS', 'FocalLossCost'),
     ('TASK_UTILS', 'BBoxL1Cost'), ('TASK_UTILS', 'IoUCost'),
     ('MODELS', 'SinePositionalEncoding'), ('TRANSFORMS', 'LoadImageFromFile'),
-    ('MODELS', 'GIoULoss'),
+    ('MODELS', 'GIoULoss'), ('MODELS', 'DeformableDETR'),
 }
 # Those that do not yet: {argument of theirs: (our default, or MISSING; their default)}, and
 # whether ``cls(*args)`` means something else.
@@ -26,11 +26,6 @@ MISSING = 'missing'
 ORDER_DIFFERS = 'their positional arguments are not the first of ours, in order'
 REQUIRED = inspect.Parameter.empty
 DIFFERENT = {
-    ('MODELS', 'DeformableDETR'): {
-        'neck': (REQUIRED, None), 'encoder': (REQUIRED, None), 'decoder': (REQUIRED, None),
-        'bbox_head': (REQUIRED, None),
-        'positional_encoding': (dict(num_feats=128, normalize=True, offset=-0.5), None),
-        'num_queries': (300, 100), 'positional order': ORDER_DIFFERS},
     ('MODELS', 'DeformableDETRHead'): {
         'sync_cls_avg_factor': (True, False),
         'loss_cls': (dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
