@@ -26,21 +26,6 @@ MISSING = 'missing'
 ORDER_DIFFERS = 'their positional arguments are not the first of ours, in order'
 REQUIRED = inspect.Parameter.empty
 DIFFERENT = {
-    ('MODELS', 'DeformableDETRHead'): {
-        'sync_cls_avg_factor': (True, False),
-        'loss_cls': (dict(type='FocalLoss', use_sigmoid=True, gamma=2.0, alpha=0.25,
-                          loss_weight=2.0),
-                     dict(type='CrossEntropyLoss', bg_cls_weight=0.1, use_sigmoid=False,
-                          loss_weight=1.0, class_weight=1.0)),
-        'train_cfg': (dict(assigner=dict(type='HungarianAssigner', match_costs=[
-            dict(type='FocalLossCost', weight=2.0),
-            dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-            dict(type='IoUCost', iou_mode='giou', weight=2.0)])),
-                      dict(assigner=dict(type='HungarianAssigner', match_costs=[
-                          dict(type='ClassificationCost', weight=1.0),
-                          dict(type='BBoxL1Cost', weight=5.0, box_format='xywh'),
-                          dict(type='IoUCost', iou_mode='giou', weight=2.0)]))),
-        'positional order': ORDER_DIFFERS},
     ('MODELS', 'MultiScaleDeformableAttention'): {
         'im2col_step': (MISSING, 64), 'batch_first': (MISSING, False),
         'norm_cfg': (MISSING, None), 'value_proj_ratio': (MISSING, 1.0),
