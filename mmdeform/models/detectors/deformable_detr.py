@@ -12,7 +12,7 @@ from torch import nn
 from mmdeform.ops import flat_pixel_coords, level_start_index
 from mmdeform.registry import MODELS
 from ..layers import (DeformableDetrDecoder, DeformableDetrEncoder, Fp32Linear,
-                      MultiScaleDeformableAttention, SinePositionalEncoding, box_sine_embedding)
+                      BatchFirstMSDeformAttn, SinePositionalEncoding, box_sine_embedding)
 from ..layers.encoder import normalized_pixel_centres
 
 
@@ -104,7 +104,7 @@ class DeformableDETR(BaseDetector):
 
     def check_levels(self):
         for name, module in self.named_modules():
-            if isinstance(module, MultiScaleDeformableAttention) and \
+            if isinstance(module, BatchFirstMSDeformAttn) and \
                     module.num_levels != self.num_feature_levels:
                 raise ValueError(f'{name} attends to num_levels={module.num_levels} levels but '
                                  f'the detector has num_feature_levels={self.num_feature_levels}')
@@ -117,7 +117,7 @@ class DeformableDETR(BaseDetector):
                     nn.init.xavier_uniform_(p)
         # xavier above overwrote the offsets' direction grid: restore it.
         for module in self.modules():
-            if isinstance(module, MultiScaleDeformableAttention):
+            if isinstance(module, BatchFirstMSDeformAttn):
                 module.init_weights()
         if self.as_two_stage:
             nn.init.xavier_uniform_(self.memory_trans_fc.weight)
