@@ -114,3 +114,14 @@ def test_defaults_are_mmdets():
     assert model.extract_feat(image)[0].shape == (1, 64, 16, 16)
     classes, boxes = model._forward(image, [sample])
     assert boxes.shape[-2:] == (100, 4)
+
+
+def test_mmdet_head_name_builds_mmdets_head():
+    """Our head has a name of its own: mmdet's name builds mmdet's head. (mmdet's default
+    softmax loss_cls does not build for DETRHead's subclasses, so it is given, as mmdet's
+    configs give it.)"""
+    from mmdet.models.dense_heads import DeformableDETRHead
+    head_cfg = arguments()['bbox_head']
+    with DefaultScope.overwrite_default_scope('mmdeform'):
+        head = MODELS.build(dict(head_cfg, type='DeformableDETRHead'))
+    assert type(head) is DeformableDETRHead
