@@ -181,7 +181,7 @@ def config_architecture(cfg):
     position.pop('eps', None)  # 1e-6 on both sides (HF hard-codes it)
     activation = model.encoder.layer_cfg.ffn_cfg.get('act_cfg', dict(type='ReLU'))['type']
     two_stage = model.get('as_two_stage', detector_default('as_two_stage'))
-    with_box_refine = model.get('with_box_refine', detector_default('with_box_refine')) or two_stage
+    with_box_refine = model.get('with_box_refine', detector_default('with_box_refine'))
     return dict(
         our_backbone(model.backbone),
         input_proj=our_input_proj(model.neck),
@@ -299,6 +299,9 @@ def hf_config_json(architecture, class_names, timm_backbone=False, dropouts=None
     if not depth:
         raise ValueError("Hugging Face's Deformable DETR cannot express: backbone "
                          f"{architecture['backbone']!r} (it has a standard ResNet)")
+    if architecture['two_stage'] and not architecture['with_box_refine']:
+        raise ValueError("Hugging Face's Deformable DETR cannot express: two-stage without box "
+                         'refinement (set with_box_refine=True)')
     depth = int(depth[1])
     config = {key: architecture[key] for key in (
         'd_model', 'num_feature_levels', 'encoder_layers', 'encoder_attention_heads',

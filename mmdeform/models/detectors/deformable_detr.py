@@ -55,7 +55,7 @@ class DeformableDETR(BaseDetector):
         num_queries (int): object queries. Default 100 (mmdet's; the paper's configs set 300).
         train_cfg, test_cfg (dict): passed to the head (assigner; max_per_img).
         with_box_refine (bool): iterative bounding box refinement. Default False.
-        as_two_stage (bool): queries from the encoder's top-k proposals; implies refinement.
+        as_two_stage (bool): queries from the encoder's top-k proposals. Default False.
         num_feature_levels (int): L, the number of maps from the neck. Default 4.
 
     The arguments, their order and defaults are mmdet's ``DeformableDETR``'s; so are the
@@ -72,8 +72,9 @@ class DeformableDETR(BaseDetector):
         self.num_queries = num_queries
         self.num_feature_levels = num_feature_levels
         self.as_two_stage = as_two_stage
-        # The reference code crashes on two-stage without refinement: two-stage implies it.
-        self.with_box_refine = with_box_refine or as_two_stage
+        # Two-stage without refinement (as mmdet builds it): one pair of branches for the
+        # decoder layers and the first stage, and no refinement between layers.
+        self.with_box_refine = with_box_refine
         self.backbone = MODELS.build(backbone)
         if neck is not None:
             self.neck = MODELS.build(neck)
