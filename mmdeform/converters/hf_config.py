@@ -12,12 +12,14 @@ transformers 5.x writes a ``backbone_config`` of ``model_type`` ``timm_backbone`
 16`` for DC5) or ``resnet`` (transformers' own ResNet).
 """
 import glob
+import inspect
 import math
 from functools import partial
 import os.path as osp
 import re
 
 from mmdeform.models.backbones import DC5ResNet
+from mmdeform.models.detectors import DeformableDETR
 from .coco_classes import COCO_CATEGORY_IDS, NUM_CATEGORY_IDS
 
 # DeformableDetrConfig's defaults: a config.json leaves out what it does not change.
@@ -162,23 +164,28 @@ def hf_architecture(config):
         num_classes=len(COCO_CATEGORY_IDS) if num_labels == NUM_CATEGORY_IDS else num_labels)
 
 
+def detector_default(argument):
+    """The default of one of ``DeformableDETR``'s arguments."""
+    return inspect.signature(DeformableDETR).parameters[argument].default
+
+
 def config_architecture(cfg):
     """The architecture of one of our configs (an mmengine Config)."""
     model = cfg.model
     encoder_attn = model.encoder.layer_cfg.self_attn_cfg
     decoder = model.decoder.layer_cfg
     # What the config leaves out: SinePositionalEncoding's defaults (mmdet's) for its arguments,
-    # DeformableDETR's for the whole dict.
+    # DeformableDETR's (mmdet's) for the detector's.
     position = dict(normalize=False, offset=0., temperature=10000, scale=2 * math.pi)
-    position.update(model.get('positional_encoding',
-                              dict(num_feats=128, normalize=True, offset=-0.5)))
+    position.update(model.positional_encoding)
     position.pop('eps', None)  # 1e-6 on both sides (HF hard-codes it)
     activation = model.encoder.layer_cfg.ffn_cfg.get('act_cfg', dict(type='ReLU'))['type']
-    two_stage = model.get('as_two_stage', False)
+    two_stage = model.get('as_two_stage', detector_default('as_two_stage'))
+    with_box_refine = model.get('with_box_refine', detector_default('with_box_refine'))
     return dict(
         our_backbone(model.backbone),
         input_proj=our_input_proj(model.neck),
-        num_feature_levels=model.get('num_feature_levels', 4),
+        num_feature_levels=model.get('num_feature_levels', detector_default('num_feature_levels')),
         d_model=encoder_attn.embed_dims,
         position_embedding_type='sine',
         position_embedding=position,
@@ -193,8 +200,8 @@ def config_architecture(cfg):
         decoder_n_points=decoder.cross_attn_cfg.num_points,
         decoder_ffn_dim=decoder.ffn_cfg.feedforward_channels,
         activation_function=activation.lower(),
-        num_queries=model.get('num_queries', 300),
-        with_box_refine=model.get('with_box_refine', False) or two_stage,
+        num_queries=model.get('num_queries', detector_default('num_queries')),
+        with_box_refine=with_box_refine,
         two_stage=two_stage,
         box_mlp_layers=model.bbox_head.get('num_reg_fcs', 2) + 1,
         num_classes=model.bbox_head.num_classes)
@@ -292,6 +299,9 @@ def hf_config_json(architecture, class_names, timm_backbone=False, dropouts=None
     if not depth:
         raise ValueError("Hugging Face's Deformable DETR cannot express: backbone "
                          f"{architecture['backbone']!r} (it has a standard ResNet)")
+    if architecture['two_stage'] and not architecture['with_box_refine']:
+        raise ValueError("Hugging Face's Deformable DETR cannot express: two-stage without box "
+                         'refinement (set with_box_refine=True)')
     depth = int(depth[1])
     config = {key: architecture[key] for key in (
         'd_model', 'num_feature_levels', 'encoder_layers', 'encoder_attention_heads',

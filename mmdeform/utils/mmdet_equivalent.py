@@ -1,10 +1,11 @@
 """mmdet 3.3's Deformable DETR: its own configs, and the mmdet model equivalent to one of ours.
 
-Our modules keep mmdet's names and arguments, so one of our model configs merged into mmdet's
-config of the same variant builds, in scope mmdet, a model with exactly our modules and state
-dict: mmdet's config contributes only what our modules do not take (e.g. ``batch_first`` of
-mmcv's attention). Our config's ``neck.bias=True`` carries over (mmdet's ChannelMapper takes it),
-so the weights load strictly both ways.
+Our modules take mmdet's arguments and, but for the head (ours is DeformableDETRFocalHead),
+keep mmdet's names, so one of our model configs merged into mmdet's config of the same variant,
+with mmdet's head type, builds in scope mmdet a model with exactly our modules and state dict:
+mmdet's config contributes only what our modules do not take (e.g. ``batch_first`` of mmcv's
+attention). Our config's ``neck.bias=True`` carries over (mmdet's ChannelMapper takes it), so the
+weights load strictly both ways.
 """
 import os.path as osp
 
@@ -51,7 +52,10 @@ def mmdet_model_cfg(model_cfg: dict) -> ConfigDict:
         raise ValueError(f"mmdet's two-stage Deformable DETR only runs with embed_dims="
                          f'{MMDET_TWO_STAGE_DIMS}, the config has {dims}')
     cfg = mmdet_config(variant)
+    # Our head has a name of its own (DeformableDETRFocalHead); mmdet's config names its own.
+    head_type = cfg.model.bbox_head.type
     cfg.merge_from_dict(dict(model=model_cfg))
+    cfg.model.bbox_head.type = head_type
     return cfg.model
 
 

@@ -83,6 +83,15 @@ def test_what_hugging_face_cannot_express_is_refused():
         hf_config_json(config_architecture(cfg), ['c'] * 80)
 
 
+def test_two_stage_without_refinement_is_refused():
+    cfg = Config.fromfile(os.path.join(ROOT, 'configs', 'deformable_detr_r50_2stage.py'))
+    cfg.model.with_box_refine = False
+    architecture = config_architecture(cfg)
+    assert architecture['two_stage'] and not architecture['with_box_refine']
+    with pytest.raises(ValueError, match='two-stage without box refinement'):
+        hf_config_json(architecture, ['c'] * 80)
+
+
 @pytest.mark.parametrize('backbone_config, message', [
     (dict(model_type='timm_backbone', backbone='efficientnet_b0'), 'efficientnet_b0'),
     (dict(model_type='swin'), 'swin'),

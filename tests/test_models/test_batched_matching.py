@@ -136,7 +136,7 @@ def test_normalizers_are_averaged_over_processes(monkeypatch, sync_cls_avg_facto
     reduce_mean uses it: the normalizers are 0-d device tensors of the mean, at least 1."""
     register_all_modules()
     with DefaultScope.overwrite_default_scope('mmdeform'):
-        head = MODELS.build(dict(type='DeformableDETRHead', num_classes=NUM_CLASSES,
+        head = MODELS.build(dict(type='DeformableDETRFocalHead', num_classes=NUM_CLASSES,
                                  sync_cls_avg_factor=sync_cls_avg_factor))
     monkeypatch.setattr(torch.distributed, 'is_initialized', lambda: True)
     monkeypatch.setattr(torch.distributed, 'get_world_size', lambda group=None: 2)

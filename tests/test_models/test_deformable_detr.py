@@ -21,13 +21,16 @@ from mmdeform.utils.mmdet_equivalent import mmdet_config
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 # mmdet's two-stage embeds boxes with 128 features per coordinate whatever embed_dims is, so it
 # only runs with embed_dims=256.
-DIMS = dict(single_scale=64, multi_scale=64, refine=64, two_stage=256)
+DIMS = dict(single_scale=64, multi_scale=64, refine=64, two_stage=256,
+            two_stage_without_refine=256)
 OUR_CONFIGS = {
     'single_scale': 'deformable_detr_r50_single_scale.py',
     'multi_scale': 'deformable_detr_r50.py',
     'refine': 'deformable_detr_r50_refine.py',
     'two_stage': 'deformable_detr_r50_2stage.py',
 }
+# Variants our configs and mmdet's get by one change: (config variant, model overrides).
+DERIVED = {'two_stage_without_refine': ('two_stage', dict(with_box_refine=False))}
 
 
 def small(cfg, levels, dims=64):
@@ -50,19 +53,26 @@ def small(cfg, levels, dims=64):
     return cfg.model
 
 
+def small_variant(cfg_of, variant):
+    """``cfg_of(config variant)``'s model made small, with ``variant``'s overrides."""
+    source, overrides = DERIVED.get(variant, (variant, {}))
+    levels = 1 if variant == 'single_scale' else 4
+    return dict(small(cfg_of(source), levels, DIMS[variant]), **overrides)
+
+
 def build_ours(variant):
     register_all_modules()
-    cfg = Config.fromfile(os.path.join(ROOT, 'configs', OUR_CONFIGS[variant]))
-    levels = 1 if variant == 'single_scale' else 4
+    cfg = small_variant(
+        lambda source: Config.fromfile(os.path.join(ROOT, 'configs', OUR_CONFIGS[source])),
+        variant)
     with DefaultScope.overwrite_default_scope('mmdeform'):
-        return MODELS.build(small(cfg, levels, DIMS[variant]))
+        return MODELS.build(cfg)
 
 
 def build_mmdet(variant):
     """The model of mmdet's own config of the variant, made small."""
-    levels = 1 if variant == 'single_scale' else 4
     with DefaultScope.overwrite_default_scope('mmdet'):
-        return MMDET_MODELS.build(small(mmdet_config(variant), levels, DIMS[variant]))
+        return MMDET_MODELS.build(small_variant(mmdet_config, variant))
 
 
 def pair(variant):
@@ -90,7 +100,7 @@ def batch(shapes, num_gts, batch_shape=(64, 80)):
     return inputs, samples
 
 
-VARIANTS = ['single_scale', 'multi_scale', 'refine', 'two_stage']
+VARIANTS = ['single_scale', 'multi_scale', 'refine', 'two_stage', 'two_stage_without_refine']
 BATCHES = {
     'padded batch': ([(64, 80), (48, 72)], [3, 5]),
     'image without objects': ([(64, 80), (64, 80)], [0, 2]),
@@ -170,15 +180,13 @@ def test_same_predictions_as_mmdet(models, shapes, num_gts):
         assert torch.equal(got.labels, want.labels)
 
 
-def test_two_stage_implies_refinement():
-    cfg = small(Config.fromfile(os.path.join(ROOT, 'configs', OUR_CONFIGS['multi_scale'])), 4)
-    cfg.as_two_stage = True
-    register_all_modules()
-    with DefaultScope.overwrite_default_scope('mmdeform'):
-        model = MODELS.build(cfg)
-    assert model.with_box_refine
-    assert len(model.bbox_head.reg_branches) == 3  # 2 decoder layers + the first stage
-    assert model.bbox_head.reg_branches[0] is not model.bbox_head.reg_branches[1]
+def test_two_stage_without_refinement_shares_the_branches():
+    """As in mmdet: one class and one box branch serve every decoder layer and the first
+    stage."""
+    ours = build_ours('two_stage_without_refine')
+    assert ours.as_two_stage and not ours.with_box_refine
+    assert len(ours.bbox_head.reg_branches) == 3  # 2 decoder layers + the first stage
+    assert len({id(branch) for branch in ours.bbox_head.reg_branches}) == 1
 
 
 def test_levels_mismatch_is_a_clear_error():

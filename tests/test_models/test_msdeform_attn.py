@@ -1,9 +1,9 @@
-"""MultiScaleDeformableAttention against mmcv's module with the same weights."""
+"""BatchFirstMSDeformAttn against mmcv's module with the same weights."""
 import pytest
 import torch
 from mmcv.ops import MultiScaleDeformableAttention as MMCVAttention
 
-from mmdeform.models.layers import MultiScaleDeformableAttention
+from mmdeform.models.layers import BatchFirstMSDeformAttn
 from mmdeform.ops import level_start_index
 from mmdeform.registry import MODELS
 
@@ -11,7 +11,7 @@ SHAPES = torch.tensor([[12, 9], [6, 5], [3, 3], [2, 1]])
 
 
 def pair(**kwargs):
-    ours = MultiScaleDeformableAttention(**kwargs).eval()
+    ours = BatchFirstMSDeformAttn(**kwargs).eval()
     theirs = MMCVAttention(batch_first=True, **kwargs).eval()
     theirs.load_state_dict(ours.state_dict())
     # Random projections too, so every path (offsets, weights) is exercised.
@@ -65,7 +65,7 @@ def test_gradients_match_mmcv():
 
 
 def test_init_matches_paper_and_mmcv():
-    ours = MultiScaleDeformableAttention()
+    ours = BatchFirstMSDeformAttn()
     theirs = MMCVAttention(batch_first=True)
     theirs.init_weights()
     assert torch.equal(ours.sampling_offsets.weight, torch.zeros_like(ours.sampling_offsets.weight))
@@ -81,15 +81,22 @@ def test_init_matches_paper_and_mmcv():
 
 
 def test_built_from_registry_and_rejects_bad_config():
+    attention = MODELS.build(dict(type='BatchFirstMSDeformAttn', embed_dims=32,
+                                  num_heads=4, num_levels=2))
+    assert isinstance(attention, BatchFirstMSDeformAttn)
+    with pytest.raises(ValueError, match='divisible'):
+        BatchFirstMSDeformAttn(embed_dims=30, num_heads=4)
+
+
+def test_mmcv_name_builds_mmcv_attention():
+    """Ours has its own name: mmcv's name builds mmcv's module (sequence-first by default)."""
     attention = MODELS.build(dict(type='MultiScaleDeformableAttention', embed_dims=32,
                                   num_heads=4, num_levels=2))
-    assert isinstance(attention, MultiScaleDeformableAttention)
-    with pytest.raises(ValueError, match='divisible'):
-        MultiScaleDeformableAttention(embed_dims=30, num_heads=4)
+    assert type(attention) is MMCVAttention and not attention.batch_first
 
 
 def test_bad_reference_and_levels_are_named():
-    attention = MultiScaleDeformableAttention(embed_dims=32, num_heads=2, num_levels=4).eval()
+    attention = BatchFirstMSDeformAttn(embed_dims=32, num_heads=2, num_levels=4).eval()
     kwargs = inputs(dims=32)
     kwargs['reference_points'] = kwargs['reference_points'][..., :1]
     with pytest.raises(ValueError, match='reference_points'):
@@ -100,7 +107,7 @@ def test_bad_reference_and_levels_are_named():
 
 
 def test_mixed_precision_runs_op_in_float32():
-    attention = MultiScaleDeformableAttention(embed_dims=32, num_heads=2, num_levels=4).eval()
+    attention = BatchFirstMSDeformAttn(embed_dims=32, num_heads=2, num_levels=4).eval()
     kwargs = inputs(dims=32)
     expected = attention(**kwargs)
     with torch.autocast('cpu', dtype=torch.bfloat16):

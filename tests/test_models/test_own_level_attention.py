@@ -1,9 +1,9 @@
-"""MultiScaleDeformableAttention(own_level_only=True), the "w/o multi-scale attention" ablation:
+"""BatchFirstMSDeformAttn(own_level_only=True), the "w/o multi-scale attention" ablation:
 each encoder query reads only the level it lies on."""
 import pytest
 import torch
 
-from mmdeform.models.layers import MultiScaleDeformableAttention
+from mmdeform.models.layers import BatchFirstMSDeformAttn
 from mmdeform.ops import level_start_index
 
 SHAPES = torch.tensor([[6, 5], [3, 3], [2, 1]])
@@ -11,7 +11,7 @@ DIMS, HEADS, POINTS = 32, 4, 3
 
 
 def attention(num_levels=3, own_level_only=True):
-    attn = MultiScaleDeformableAttention(DIMS, HEADS, num_levels, POINTS, dropout=0.,
+    attn = BatchFirstMSDeformAttn(DIMS, HEADS, num_levels, POINTS, dropout=0.,
                                          own_level_only=own_level_only).eval()
     with torch.no_grad():  # random projections, so that every level gets its own weights
         for p in attn.parameters():

@@ -48,7 +48,7 @@ model = dict(
             ffn_cfg=dict(embed_dims=256, feedforward_channels=1024, ffn_drop=0.1))),
     positional_encoding=dict(num_feats=128, normalize=True, offset=-0.5),
     bbox_head=dict(
-        type='DeformableDETRHead',
+        type='DeformableDETRFocalHead',
         num_classes=80,
         embed_dims=256,
         sync_cls_avg_factor=True,

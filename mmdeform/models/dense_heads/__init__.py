@@ -1,3 +1,3 @@
-from .deformable_detr_head import DeformableDETRHead
+from .deformable_detr_head import DeformableDETRFocalHead
 
-__all__ = ['DeformableDETRHead']
+__all__ = ['DeformableDETRFocalHead']

@@ -26,9 +26,14 @@ def one_hot_targets(labels, num_classes):
 
 
 @MODELS.register_module()
-class DeformableDETRHead(BaseModule):
+class DeformableDETRFocalHead(BaseModule):
     """Class logits Linear(C, num_classes) and boxes MLP C-C-C-4, one pair per prediction layer.
     The box MLP computes in fp32 under autocast.
+
+    Classes are scored by sigmoids, with the focal loss and cost by default. mmdet's
+    ``DeformableDETRHead`` (which ``type='DeformableDETRHead'`` builds) defaults to a softmax
+    over the classes plus background with a cross-entropy loss; this head has no softmax path,
+    hence its own name. Its state dict is that of mmdet's head.
 
     Args:
         num_classes (int): number of object classes (no background class: sigmoid scores).
@@ -58,8 +63,8 @@ class DeformableDETRHead(BaseModule):
                  test_cfg=dict(max_per_img=100), init_cfg=None):
         super().__init__(init_cfg)
         if not loss_cls.get('use_sigmoid', False):
-            raise ValueError('DeformableDETRHead scores classes with sigmoids: loss_cls needs '
-                             'use_sigmoid=True')
+            raise ValueError('DeformableDETRFocalHead scores classes with sigmoids: loss_cls '
+                             'needs use_sigmoid=True')
         self.num_classes = num_classes
         self.as_two_stage = as_two_stage
         self.sync_cls_avg_factor = sync_cls_avg_factor
@@ -123,8 +128,8 @@ class DeformableDETRHead(BaseModule):
         All layers are matched at once (:func:`match_layers`): the host waits for the device
         once per step, for the cost matrices."""
         if self.assigner is None:
-            raise RuntimeError('DeformableDETRHead computes losses only with a matcher: set '
-                               'train_cfg=dict(assigner=...) in the model config')
+            raise RuntimeError('DeformableDETRFocalHead computes losses only with a matcher: '
+                               'set train_cfg=dict(assigner=...) in the model config')
         # Losses in fp32 under autocast too.
         layers = [(classes.float(), boxes.float(), gt_instances)
                   for classes, boxes in zip(all_classes, all_boxes)]

@@ -12,7 +12,7 @@ from torch import nn
 from mmdeform.ops import flat_pixel_coords, level_start_index
 from mmdeform.registry import MODELS
 from ..layers import (DeformableDetrDecoder, DeformableDetrEncoder, Fp32Linear,
-                      MultiScaleDeformableAttention, SinePositionalEncoding, box_sine_embedding)
+                      BatchFirstMSDeformAttn, SinePositionalEncoding, box_sine_embedding)
 from ..layers.encoder import normalized_pixel_centres
 
 
@@ -25,36 +25,59 @@ def first_stage_branch(state_dict):
     return len({name.split('.')[2] for name in state_dict if name.startswith('decoder.layers.')})
 
 
+def check_required(bbox_head, **configs):
+    """Raises, in mmdet's ``DeformableDETR``'s order, what it raises for a required config left
+    None, with a message naming it: AttributeError for the head (mmdet updates it), TypeError
+    for the others (mmdet unpacks them); AssertionError for head arguments the detector sets."""
+    if bbox_head is None:
+        raise AttributeError('DeformableDETR needs a bbox_head config (a dict), got None')
+    set_by_detector = {'share_pred_layer', 'num_pred_layer', 'as_two_stage'} & set(bbox_head)
+    if set_by_detector:
+        raise AssertionError(f'bbox_head sets {sorted(set_by_detector)}, which the detector '
+                             'sets from with_box_refine, as_two_stage and the decoder')
+    for name, config in configs.items():
+        if config is None:
+            raise TypeError(f'DeformableDETR needs a {name} config (a dict), got None')
+
+
 @MODELS.register_module()
 class DeformableDETR(BaseDetector):
     """Deformable DETR (Zhu et al., ICLR 2021).
 
     Args:
-        backbone, neck, bbox_head (dict): configs built from the registry (e.g. mmdet's ResNet
-            and ChannelMapper, our DeformableDETRHead).
+        backbone (dict): the backbone config (e.g. mmdet's ResNet).
+        neck (dict, optional): the neck config (e.g. mmdet's ChannelMapper); without one the
+            backbone's maps go to the encoder.
         encoder, decoder (dict): ``num_layers`` and ``layer_cfg`` of the deformable encoder and
-            decoder.
-        positional_encoding (dict): arguments of :class:`SinePositionalEncoding`.
-        num_queries (int): object queries. Default 300.
-        num_feature_levels (int): L, the number of maps from the neck. Default 4.
-        with_box_refine (bool): iterative bounding box refinement. Default False.
-        as_two_stage (bool): queries from the encoder's top-k proposals; implies refinement.
+            decoder. Required.
+        bbox_head (dict): the head config (e.g. our DeformableDETRFocalHead). Required.
+        positional_encoding (dict): arguments of :class:`SinePositionalEncoding`. Required.
+        num_queries (int): object queries. Default 100 (mmdet's; the paper's configs set 300).
         train_cfg, test_cfg (dict): passed to the head (assigner; max_per_img).
+        with_box_refine (bool): iterative bounding box refinement. Default False.
+        as_two_stage (bool): queries from the encoder's top-k proposals. Default False.
+        num_feature_levels (int): L, the number of maps from the neck. Default 4.
+
+    The arguments, their order and defaults are mmdet's ``DeformableDETR``'s; so are the
+    exceptions a missing one raises.
     """
 
-    def __init__(self, backbone, neck, encoder, decoder, bbox_head,
-                 positional_encoding=dict(num_feats=128, normalize=True, offset=-0.5),
-                 num_queries=300, num_feature_levels=4, with_box_refine=False,
-                 as_two_stage=False, train_cfg=None, test_cfg=None, data_preprocessor=None,
-                 init_cfg=None):
+    def __init__(self, backbone, neck=None, encoder=None, decoder=None, bbox_head=None,
+                 positional_encoding=None, num_queries=100, train_cfg=None, test_cfg=None,
+                 data_preprocessor=None, init_cfg=None, with_box_refine=False,
+                 as_two_stage=False, num_feature_levels=4):
+        check_required(bbox_head, decoder=decoder, positional_encoding=positional_encoding,
+                       encoder=encoder)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.num_queries = num_queries
         self.num_feature_levels = num_feature_levels
         self.as_two_stage = as_two_stage
-        # The reference code crashes on two-stage without refinement: two-stage implies it.
-        self.with_box_refine = with_box_refine or as_two_stage
+        # Two-stage without refinement (as mmdet builds it): one pair of branches for the
+        # decoder layers and the first stage, and no refinement between layers.
+        self.with_box_refine = with_box_refine
         self.backbone = MODELS.build(backbone)
-        self.neck = MODELS.build(neck)
+        if neck is not None:
+            self.neck = MODELS.build(neck)
         self.positional_encoding = SinePositionalEncoding(**positional_encoding)
         self.encoder = DeformableDetrEncoder(**encoder)
         self.decoder = DeformableDetrDecoder(**decoder)
@@ -82,7 +105,7 @@ class DeformableDETR(BaseDetector):
 
     def check_levels(self):
         for name, module in self.named_modules():
-            if isinstance(module, MultiScaleDeformableAttention) and \
+            if isinstance(module, BatchFirstMSDeformAttn) and \
                     module.num_levels != self.num_feature_levels:
                 raise ValueError(f'{name} attends to num_levels={module.num_levels} levels but '
                                  f'the detector has num_feature_levels={self.num_feature_levels}')
@@ -95,7 +118,7 @@ class DeformableDETR(BaseDetector):
                     nn.init.xavier_uniform_(p)
         # xavier above overwrote the offsets' direction grid: restore it.
         for module in self.modules():
-            if isinstance(module, MultiScaleDeformableAttention):
+            if isinstance(module, BatchFirstMSDeformAttn):
                 module.init_weights()
         if self.as_two_stage:
             nn.init.xavier_uniform_(self.memory_trans_fc.weight)
@@ -108,7 +131,8 @@ class DeformableDETR(BaseDetector):
     # --- the data flow -------------------------------------------------------------------
 
     def extract_feat(self, batch_inputs):
-        return self.neck(self.backbone(batch_inputs))
+        feats = self.backbone(batch_inputs)
+        return self.neck(feats) if self.with_neck else feats
 
     def forward_transformer(self, feats, batch_data_samples):
         """Decoder states (D, N, Q, C), the references each decoder layer refined, and the

@@ -14,7 +14,7 @@ from mmengine.model import BaseModule, ModuleList
 from mmdeform.registry import MODELS
 
 from .encoder import without_batch_first
-from .msdeform_attn import MultiScaleDeformableAttention
+from .msdeform_attn import BatchFirstMSDeformAttn
 
 
 def multihead_attention_cfg(attn_cfg):
@@ -37,7 +37,7 @@ class DeformableDetrDecoderLayer(BaseModule):
 
     Args:
         self_attn_cfg (dict): mmcv ``MultiheadAttention`` arguments.
-        cross_attn_cfg (dict): :class:`MultiScaleDeformableAttention` arguments.
+        cross_attn_cfg (dict): :class:`BatchFirstMSDeformAttn` arguments.
         ffn_cfg (dict): mmcv ``FFN`` arguments.
         norm_cfg (dict): the normalization after each sub-layer. Default LayerNorm.
     """
@@ -46,7 +46,7 @@ class DeformableDetrDecoderLayer(BaseModule):
                  init_cfg=None):
         super().__init__(init_cfg)
         self.self_attn = MultiheadAttention(**multihead_attention_cfg(self_attn_cfg))
-        self.cross_attn = MultiScaleDeformableAttention(**without_batch_first(cross_attn_cfg))
+        self.cross_attn = BatchFirstMSDeformAttn(**without_batch_first(cross_attn_cfg))
         self.embed_dims = self.self_attn.embed_dims
         self.ffn = FFN(**ffn_cfg)
         self.norms = ModuleList(build_norm_layer(norm_cfg, self.embed_dims)[1] for _ in range(3))

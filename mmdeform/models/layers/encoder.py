@@ -12,7 +12,7 @@ from mmengine.model import BaseModule, ModuleList
 from mmdeform.ops import flat_pixel_coords
 from mmdeform.registry import MODELS
 
-from .msdeform_attn import MultiScaleDeformableAttention
+from .msdeform_attn import BatchFirstMSDeformAttn
 
 
 def without_batch_first(attn_cfg):
@@ -49,14 +49,14 @@ class DeformableDetrEncoderLayer(BaseModule):
     """Post-norm: x = LN(x + MSDeformAttn(x + pos, p, x)); x = LN(x + FFN(x)).
 
     Args:
-        self_attn_cfg (dict): :class:`MultiScaleDeformableAttention` arguments.
+        self_attn_cfg (dict): :class:`BatchFirstMSDeformAttn` arguments.
         ffn_cfg (dict): mmcv ``FFN`` arguments.
         norm_cfg (dict): the normalization after each sub-layer. Default LayerNorm.
     """
 
     def __init__(self, self_attn_cfg, ffn_cfg, norm_cfg=dict(type='LN'), init_cfg=None):
         super().__init__(init_cfg)
-        self.self_attn = MultiScaleDeformableAttention(**without_batch_first(self_attn_cfg))
+        self.self_attn = BatchFirstMSDeformAttn(**without_batch_first(self_attn_cfg))
         self.embed_dims = self.self_attn.embed_dims
         self.ffn = FFN(**ffn_cfg)
         self.norms = ModuleList(build_norm_layer(norm_cfg, self.embed_dims)[1] for _ in range(2))

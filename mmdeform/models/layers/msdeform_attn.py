@@ -11,11 +11,15 @@ from mmdeform.registry import MODELS
 
 
 @MODELS.register_module()
-class MultiScaleDeformableAttention(BaseModule):
+class BatchFirstMSDeformAttn(BaseModule):
     """Each of M heads attends to K sampled points on each of L levels around a reference.
 
     Batch-first: ``query`` is (N, Lq, C) and ``value`` (N, S, C), S = sum of H_l * W_l.
     Returns ``identity + dropout(output_proj(attention))``.
+
+    mmcv's ``MultiScaleDeformableAttention`` (which ``type='MultiScaleDeformableAttention'``
+    builds) computes the same with the same parameters, but is sequence-first by default and
+    takes ``forward``'s arguments in another order; hence this module's own name.
 
     Args:
         embed_dims (int): C. Default 256.
