@@ -118,7 +118,6 @@ def write_startup_file(site_packages=None):
     """
     site_packages = site_packages or sysconfig.get_paths()['purelib']
     path = os.path.join(site_packages, 'mmdeform_mmcv_ext.pth')
-    # site.py executes a .pth line that starts with 'import'; one line, so one statement list.
     source = os.path.abspath(__file__)
     # site.py executes a .pth line that starts with 'import': one line, so one statement list;
     # a source moved away makes it do nothing.
