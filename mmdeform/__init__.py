@@ -7,8 +7,13 @@ mmcv_ext.install()
 # mmengine's loaders (a Runner's resume, mmdet's DetInferencer) call torch.load, whose default
 # weights_only unpickler refuses the message hub of mmengine's checkpoints: allow exactly its
 # globals (a narrow, fixed list; everything else stays refused).
-from .utils.checkpoint import allow_mmengine_checkpoint_globals  # noqa: E402
-
-allow_mmengine_checkpoint_globals()
+# The op alone (mmdeform.ops, as on a GPU machine without OpenMMLab) needs no mmengine.
+try:
+    import mmengine  # noqa: E402, F401
+except ImportError:
+    pass
+else:
+    from .utils.checkpoint import allow_mmengine_checkpoint_globals
+    allow_mmengine_checkpoint_globals()
 
 __all__ = ['__version__']

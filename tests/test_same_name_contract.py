@@ -18,15 +18,16 @@ KEPT = {
     ('TASK_UTILS', 'HungarianAssigner'), ('TASK_UTILS', 'FocalLossCost'),
     ('TASK_UTILS', 'BBoxL1Cost'), ('TASK_UTILS', 'IoUCost'),
     ('MODELS', 'SinePositionalEncoding'), ('TRANSFORMS', 'LoadImageFromFile'),
-    ('MODELS', 'GIoULoss'), ('MODELS', 'DeformableDETR'),
+    ('MODELS', 'GIoULoss'), ('MODELS', 'DeformableDETR'), ('METRICS', 'CocoMetric'),
 }
 MISSING = 'missing'
 ORDER_DIFFERS = 'their positional arguments are not the first of ours, in order'
 
 
 def constructor(cls):
-    """({argument: default (``inspect.Parameter.empty`` if none)}, [positional arguments in order]) of
-    ``cls(...)``, following ``*args, **kwargs`` up the MRO to the constructor that takes them."""
+    """({argument: default (``inspect.Parameter.empty`` if none)}, [positional arguments in
+    order]) of ``cls(...)``, following ``*args, **kwargs`` up the MRO to the constructor that
+    takes them."""
     defaults, positional = {}, []
     for klass in cls.__mro__:
         if '__init__' not in vars(klass):

@@ -30,6 +30,7 @@ def register_all_modules(init_default_scope: bool = True) -> None:
     register_mmdet_modules(init_default_scope=False)
     import mmdeform.datasets  # noqa: F401
     import mmdeform.engine  # noqa: F401
+    import mmdeform.evaluation  # noqa: F401
     import mmdeform.models  # noqa: F401
     allow_mmengine_checkpoint_globals()
     register_checkpoint_loader()
