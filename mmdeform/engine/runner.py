@@ -1,6 +1,7 @@
 """mmengine's Runner with a short console: a header instead of the long dumps."""
 import logging
 import os.path as osp
+import uuid
 
 from mmengine.model import is_model_wrapper
 from mmengine.runner import BaseLoop, Runner
@@ -31,6 +32,15 @@ class ShortConsoleRunner(Runner):
     The log file in the work dir keeps everything, and the config is dumped into the work dir
     as by ``Runner``. Same arguments as ``Runner``.
     """
+
+    def build_visualizer(self, visualizer=None):
+        # A config names its visualizer ('visualizer', as mmdet's do), and mmengine returns the
+        # existing instance of that name: a second run in one process would write to the first
+        # run's work dir, while mmdet's hooks draw with the newest instance, perhaps another
+        # run's of another type. Each run builds its own.
+        if isinstance(visualizer, dict):
+            visualizer = dict(visualizer, name=f'{self.experiment_name}_{uuid.uuid4().hex[:8]}')
+        return super().build_visualizer(visualizer)
 
     def build_logger(self, *args, **kwargs):
         logger = super().build_logger(*args, **kwargs)
