@@ -1,6 +1,7 @@
 """mmdet 3.3's tests/test_models/test_task_modules/test_assigners/test_hungarian_assigner.py, run
 against our ``HungarianAssigner`` and match costs: built from our registry, as a config under scope
-``mmdeform`` builds them, with mmdet's assertions unchanged."""
+``mmdeform`` builds them, with mmdet's assertions unchanged
+(those repeated for each match cost written once, in ``assert_every_gt_assigned``)."""
 from unittest import TestCase
 
 import torch
@@ -22,18 +23,43 @@ def HungarianAssigner(match_costs):  # noqa: N802 (stands for the class in mmdet
     return assigner
 
 
+def two_gts_and_ten_predictions():
+    """The inputs mmdet's box and class cost tests share."""
+    gt_instances = InstanceData()
+    gt_instances.bboxes = torch.FloatTensor([[0, 0, 5, 7], [3, 5, 7, 8]])
+    gt_instances.labels = torch.LongTensor([1, 20])
+    pred_instances = InstanceData()
+    pred_instances.scores = torch.rand((10, 81))
+    pred_instances.bboxes = torch.rand((10, 4))
+    img_meta = dict(img_shape=(10, 8))
+    return gt_instances, pred_instances, img_meta
+
+
 class TestHungarianAssigner(TestCase):
+
+    def assert_every_gt_assigned(self, match_costs, pred_instances, gt_instances, img_meta,
+                                 num_gts):
+        """mmdet's three assertions after an assignment with each of ``match_costs`` (a cost
+        config, or a list of them summed)."""
+        for match_cost in match_costs:
+            with self.subTest(match_cost=match_cost):
+                assign_result = HungarianAssigner(match_cost).assign(
+                    pred_instances, gt_instances, img_meta=img_meta)
+                self.assertTrue(torch.all(assign_result.gt_inds > -1))
+                self.assertEqual((assign_result.gt_inds > 0).sum(), num_gts)
+                self.assertEqual((assign_result.labels > -1).sum(), num_gts)
 
     def test_init(self):
         with self.assertRaises(AssertionError):
             HungarianAssigner([])
 
     def test_hungarian_match_assigner(self):
-        assigner = HungarianAssigner([
+        match_costs = [
             dict(type='ClassificationCost', weight=1.),
             dict(type='BBoxL1Cost', weight=5.0),
             dict(type='IoUCost', iou_mode='giou', weight=2.0)
-        ])
+        ]
+        assigner = HungarianAssigner(match_costs)
 
         # test no gt bboxes
         gt_instances = InstanceData()
@@ -52,73 +78,21 @@ class TestHungarianAssigner(TestCase):
         # test with gt bboxes
         gt_instances.bboxes = torch.FloatTensor([[0, 0, 5, 7], [3, 5, 7, 8]])
         gt_instances.labels = torch.LongTensor([1, 20])
-        assign_result = assigner.assign(
-            pred_instances, gt_instances, img_meta=img_meta)
-
-        self.assertTrue(torch.all(assign_result.gt_inds > -1))
-        self.assertEqual((assign_result.gt_inds > 0).sum(),
-                         gt_instances.bboxes.size(0))
-        self.assertEqual((assign_result.labels > -1).sum(),
-                         gt_instances.bboxes.size(0))
+        self.assert_every_gt_assigned([match_costs], pred_instances, gt_instances, img_meta,
+                                      gt_instances.bboxes.size(0))
 
     def test_bbox_match_cost(self):
-        gt_instances = InstanceData()
-        gt_instances.bboxes = torch.FloatTensor([[0, 0, 5, 7], [3, 5, 7, 8]])
-        gt_instances.labels = torch.LongTensor([1, 20])
-        pred_instances = InstanceData()
-        pred_instances.scores = torch.rand((10, 81))
-        pred_instances.bboxes = torch.rand((10, 4))
-        img_meta = dict(img_shape=(10, 8))
-
-        # test IoUCost
-        assigner = HungarianAssigner(
-            ConfigDict(dict(type='IoUCost', iou_mode='iou')))
-        assign_result = assigner.assign(
-            pred_instances, gt_instances, img_meta=img_meta)
-        self.assertTrue(torch.all(assign_result.gt_inds > -1))
-        self.assertEqual((assign_result.gt_inds > 0).sum(),
-                         gt_instances.bboxes.size(0))
-        self.assertEqual((assign_result.labels > -1).sum(),
-                         gt_instances.bboxes.size(0))
-
-        # test BBoxL1Cost
-        assigner = HungarianAssigner(ConfigDict(dict(type='BBoxL1Cost')))
-        assign_result = assigner.assign(
-            pred_instances, gt_instances, img_meta=img_meta)
-        self.assertTrue(torch.all(assign_result.gt_inds > -1))
-        self.assertEqual((assign_result.gt_inds > 0).sum(),
-                         gt_instances.bboxes.size(0))
-        self.assertEqual((assign_result.labels > -1).sum(),
-                         gt_instances.bboxes.size(0))
+        gt_instances, pred_instances, img_meta = two_gts_and_ten_predictions()
+        self.assert_every_gt_assigned(
+            [ConfigDict(dict(type='IoUCost', iou_mode='iou')),
+             ConfigDict(dict(type='BBoxL1Cost'))],
+            pred_instances, gt_instances, img_meta, gt_instances.bboxes.size(0))
 
     def test_cls_match_cost(self):
-        gt_instances = InstanceData()
-        gt_instances.bboxes = torch.FloatTensor([[0, 0, 5, 7], [3, 5, 7, 8]])
-        gt_instances.labels = torch.LongTensor([1, 20])
-        pred_instances = InstanceData()
-        pred_instances.scores = torch.rand((10, 81))
-        pred_instances.bboxes = torch.rand((10, 4))
-        img_meta = dict(img_shape=(10, 8))
-
-        # test FocalLossCost
-        assigner = HungarianAssigner(dict(type='FocalLossCost'))
-        assign_result = assigner.assign(
-            pred_instances, gt_instances, img_meta=img_meta)
-        self.assertTrue(torch.all(assign_result.gt_inds > -1))
-        self.assertEqual((assign_result.gt_inds > 0).sum(),
-                         gt_instances.bboxes.size(0))
-        self.assertEqual((assign_result.labels > -1).sum(),
-                         gt_instances.bboxes.size(0))
-
-        # test ClassificationCost
-        assigner = HungarianAssigner(dict(type='ClassificationCost'))
-        assign_result = assigner.assign(
-            pred_instances, gt_instances, img_meta=img_meta)
-        self.assertTrue(torch.all(assign_result.gt_inds > -1))
-        self.assertEqual((assign_result.gt_inds > 0).sum(),
-                         gt_instances.bboxes.size(0))
-        self.assertEqual((assign_result.labels > -1).sum(),
-                         gt_instances.bboxes.size(0))
+        gt_instances, pred_instances, img_meta = two_gts_and_ten_predictions()
+        self.assert_every_gt_assigned(
+            [dict(type='FocalLossCost'), dict(type='ClassificationCost')],
+            pred_instances, gt_instances, img_meta, gt_instances.bboxes.size(0))
 
     def test_mask_match_cost(self):
         gt_instances = InstanceData()
@@ -129,34 +103,7 @@ class TestHungarianAssigner(TestCase):
         pred_instances.masks = torch.rand((4, 10, 10))
         pred_instances.scores = torch.rand((4, 25))
         img_meta = dict(img_shape=(10, 10))
-
-        # test DiceCost
-        assigner = HungarianAssigner(dict(type='DiceCost'))
-        assign_result = assigner.assign(
-            pred_instances, gt_instances, img_meta=img_meta)
-        self.assertTrue(torch.all(assign_result.gt_inds > -1))
-        self.assertEqual((assign_result.gt_inds > 0).sum(),
-                         gt_instances.masks.size(0))
-        self.assertEqual((assign_result.labels > -1).sum(),
-                         gt_instances.masks.size(0))
-
-        # test CrossEntropyLossCost
-        assigner = HungarianAssigner(dict(type='CrossEntropyLossCost'))
-        assign_result = assigner.assign(
-            pred_instances, gt_instances, img_meta=img_meta)
-        self.assertTrue(torch.all(assign_result.gt_inds > -1))
-        self.assertEqual((assign_result.gt_inds > 0).sum(),
-                         gt_instances.masks.size(0))
-        self.assertEqual((assign_result.labels > -1).sum(),
-                         gt_instances.masks.size(0))
-
-        # test FocalLossCost
-        assigner = HungarianAssigner(
-            dict(type='FocalLossCost', binary_input=True))
-        assign_result = assigner.assign(
-            pred_instances, gt_instances, img_meta=img_meta)
-        self.assertTrue(torch.all(assign_result.gt_inds > -1))
-        self.assertEqual((assign_result.gt_inds > 0).sum(),
-                         gt_instances.masks.size(0))
-        self.assertEqual((assign_result.labels > -1).sum(),
-                         gt_instances.masks.size(0))
+        self.assert_every_gt_assigned(
+            [dict(type='DiceCost'), dict(type='CrossEntropyLossCost'),
+             dict(type='FocalLossCost', binary_input=True)],
+            pred_instances, gt_instances, img_meta, gt_instances.masks.size(0))
