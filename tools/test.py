@@ -53,8 +53,7 @@ def main():
     cfg = load_run_config(args)
 
     # The Runner would load what fits, log the rest and evaluate a half-initialised model.
-    if '://' not in args.checkpoint:
-        check_checkpoint_file_fits(args.checkpoint, cfg)
+    check_checkpoint_file_fits(args.checkpoint, cfg)
     cfg.load_from = args.checkpoint
 
     if args.show or args.show_dir:

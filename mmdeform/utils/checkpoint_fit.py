@@ -99,11 +99,15 @@ def check_classes_fit(checkpoint, classes, checkpoint_name, config_name):
 
 
 def check_checkpoint_file_fits(path, cfg):
-    """:func:`check_checkpoint_fits` and :func:`check_classes_fit` of the checkpoint file
-    ``path`` and the config ``cfg`` (its model built without memory): for tools that hand both
-    to mmengine's Runner."""
+    """:func:`check_checkpoint_fits` and :func:`check_classes_fit` of the checkpoint ``path``
+    and the config ``cfg`` (its model built without memory): for tools that hand both to
+    mmengine's Runner. A URL (``https://``, ``torchvision://``, ...) is fetched by mmengine,
+    which keeps what it downloads in torch's hub cache, where the Runner finds it again."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+
     from .checkpoint import load_checkpoint_file
-    checkpoint = load_checkpoint_file(path)
+    checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu') if '://' in path \
+        else load_checkpoint_file(path)
     check_checkpoint_fits(checkpoint, build_on_meta(cfg), path, cfg.filename)
     check_classes_fit(checkpoint, metainfo_of_test_dataset(cfg).get('classes'), path,
                       cfg.filename)

@@ -53,6 +53,23 @@ def test_test_tool_refuses_a_two_stage_checkpoint_in_the_plain_config(two_stage_
     assert message.endswith('The checkpoint fits configs/deformable_detr_r50_2stage.py.')
 
 
+def test_test_tool_refuses_a_checkpoint_given_by_url(two_stage_checkpoint, monkeypatch):
+    """A URL is fetched (here from a stand-in of mmengine's download) and checked alike."""
+    fetched = []
+
+    def download(url, map_location=None, **kwargs):
+        fetched.append(url)
+        return torch.load(two_stage_checkpoint, map_location=map_location)
+
+    monkeypatch.setattr('mmengine.runner.checkpoint.load_url', download)
+    url = 'https://download.example.com/two_stage.pth'
+    with pytest.raises(ValueError, match=rf'^checkpoint {url} does not fit the model of the '
+                       r'config .*deformable_detr_r50.py:(.|\n)*fits configs/'
+                       r'deformable_detr_r50_2stage'):
+        run_tool(test_tool, monkeypatch, config('deformable_detr_r50.py'), url)
+    assert fetched == [url]
+
+
 def test_test_tool_refuses_a_coco_checkpoint_in_a_finetuning_config(two_stage_checkpoint,
                                                                     monkeypatch):
     # FinetuneHook would make the checkpoint fit by re-initialising the class branches
