@@ -6,8 +6,8 @@ mmcv_ext.install()
 
 # mmengine's loaders (a Runner's resume, mmdet's DetInferencer) call torch.load, whose default
 # weights_only unpickler refuses the message hub of mmengine's checkpoints: allow exactly its
-# globals (a narrow, fixed list; everything else stays refused).
-# The op alone (mmdeform.ops, as on a GPU machine without OpenMMLab) needs no mmengine.
+# globals (a narrow, fixed list; everything else stays refused). Without mmengine (the op
+# alone, as on a GPU machine without OpenMMLab) there is nothing to allow.
 try:
     import mmengine  # noqa: E402, F401
 except ImportError:
